@@ -1,0 +1,11 @@
+"""spark-submit entry point: `spark-submit jobs/train-stack.py --conf conf/cluster.yaml [--set key=value ...]`.
+
+Thin by design: the arguments are those of `relisten train-stack`; the work is in relisten_spark.
+"""
+
+import sys
+
+from relisten_spark.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["train-stack", *sys.argv[1:]]))

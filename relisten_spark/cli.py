@@ -1,0 +1,129 @@
+"""``relisten <command> --conf conf/local.yaml [--set key=value ...]``.
+
+The same commands run as ``python -m relisten_spark <command>`` and as
+``spark-submit jobs/<command>.py``. Each command builds the config and the session, calls one
+stage function ``run(spark, cfg) -> dict`` and prints its summary. Errors caused by input or
+config print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from relisten_spark.config import Config, load_config
+from relisten_spark.errors import RelistenError
+
+log = logging.getLogger("relisten")
+
+# command -> (module, needs a Spark session)
+STAGES: dict[str, tuple[str, bool]] = {
+    "generate": ("relisten_spark.data.synthetic", False),
+    "ingest": ("relisten_spark.data.kkbox", True),
+    "features": ("relisten_spark.features.build", True),
+    "train-gbdt": ("relisten_spark.models.gbdt", True),
+    "train-nets": ("relisten_spark.models.ddp", True),
+    "train-stack": ("relisten_spark.models.stack", True),
+    "evaluate": ("relisten_spark.evaluation.evaluate", True),
+    "score": ("relisten_spark.scoring.score", True),
+}
+COMMANDS = [*STAGES, "pipeline"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="relisten", description="relisten_spark batch engine commands")
+    parser.add_argument("command", choices=COMMANDS, help="the stage to run ('pipeline' runs all)")
+    parser.add_argument("--conf", default=None, help="YAML config (default: built-in defaults)")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a config key, e.g. --set scoring.top_n=10 (repeatable)",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return parser
+
+
+def _stage_fn(command: str) -> Callable[..., dict[str, Any]]:
+    module = importlib.import_module(STAGES[command][0])
+    return module.run  # type: ignore[no-any-return]
+
+
+def check_java() -> None:
+    """Spark needs Java 17 or 21; stop with one line saying how to get it."""
+    if shutil.which("java") is None:
+        raise RelistenError("Java not found: install Java 17 (e.g. `apt-get install openjdk-17-jre-headless`)")
+    out = subprocess.run(["java", "-version"], capture_output=True, text=True, check=False).stderr
+    first = out.splitlines()[0] if out else ""
+    major = first.split('"')[1].split(".")[0] if '"' in first else ""
+    if major not in {"17", "21"}:
+        raise RelistenError(f"Spark 4 needs Java 17 or 21, found: {first or 'unknown'} (install openjdk-17)")
+
+
+def run_command(command: str, cfg: Config) -> list[tuple[str, dict[str, Any], float]]:
+    """Run one stage, or every configured stage for ``pipeline``; return (stage, summary, seconds)."""
+    stages = [command] if command != "pipeline" else list(cfg.pipeline.stages)
+    if command == "pipeline" and (not cfg.pipeline.generate or cfg.data.source == "kkbox"):
+        stages = [s for s in stages if s != "generate"]
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        raise RelistenError(f"unknown pipeline stage(s) in pipeline.stages: {', '.join(unknown)}")
+    spark = None
+    results = []
+    for stage in stages:
+        needs_spark = STAGES[stage][1]
+        if needs_spark and spark is None:
+            check_java()
+            from relisten_spark.session import build_session
+
+            spark = build_session(cfg.spark)
+        log.info("stage %s: starting", stage)
+        started = time.perf_counter()
+        fn = _stage_fn(stage)
+        summary = fn(spark, cfg) if needs_spark else fn(cfg)
+        elapsed = time.perf_counter() - started
+        log.info("stage %s: done in %.1f s", stage, elapsed)
+        results.append((stage, summary or {}, elapsed))
+    return results
+
+
+def format_summary(results: Sequence[tuple[str, dict[str, Any], float]]) -> str:
+    """A short human summary: one block per stage with its elapsed time."""
+    lines = []
+    for stage, summary, elapsed in results:
+        lines.append(f"== {stage} ({elapsed:.1f} s)")
+        for key, value in summary.items():
+            text = json.dumps(value, default=str) if isinstance(value, dict | list) else str(value)
+            lines.append(f"   {key}: {text}")
+    total = sum(r[2] for r in results)
+    lines.append(f"== total {total:.1f} s")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    for noisy in ("py4j", "pyspark"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        cfg = load_config(args.conf, args.overrides)
+        results = run_command(args.command, cfg)
+    except RelistenError as exc:
+        print(f"relisten {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    print(format_summary(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Raw data: KKBOX CSV ingest and the calibrated synthetic generator."""

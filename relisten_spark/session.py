@@ -1,0 +1,79 @@
+"""The one SparkSession factory.
+
+Local masters get settings sized for a small machine; anything else (a cluster reached by
+``spark-submit``, a Databricks notebook) takes the session that already exists.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from pyspark.sql import SparkSession
+
+from relisten_spark.config import SparkConfig
+
+log = logging.getLogger(__name__)
+
+DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
+
+# Settings every session gets: UTC clock (Delta timestamps stay timezone-aware UTC),
+# Parquet timestamps as INT64 micros (readable by every Delta reader), Arrow on.
+_ALWAYS = {
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+}
+
+
+def build_session(cfg: SparkConfig) -> SparkSession:
+    """Return a SparkSession for ``cfg``.
+
+    For ``local[...]`` masters a new session is built: driver memory from config, few
+    shuffle partitions, bound to 127.0.0.1, UI off unless asked. Otherwise the active or
+    default session is taken as it is and only runtime SQL settings are applied.
+    """
+    if cfg.master.startswith("local"):
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+        os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")
+        builder = (
+            SparkSession.builder.master(cfg.master)
+            .appName(cfg.app_name)
+            .config("spark.driver.memory", cfg.driver_memory)
+            .config("spark.driver.host", "127.0.0.1")
+            .config("spark.driver.bindAddress", "127.0.0.1")
+            .config("spark.ui.enabled", str(cfg.ui).lower())
+            .config("spark.sql.shuffle.partitions", str(cfg.shuffle_partitions))
+            .config("spark.default.parallelism", str(cfg.shuffle_partitions))
+            .config("spark.sql.adaptive.enabled", "true")
+            .config("spark.python.worker.reuse", "true")
+            .config("spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs", "false")
+        )
+        for key, value in {**_ALWAYS, **cfg.conf}.items():
+            builder = builder.config(key, value)
+        spark = builder.getOrCreate()
+        spark.sparkContext.setLogLevel("ERROR")
+    else:
+        spark = SparkSession.getActiveSession() or SparkSession.builder.appName(cfg.app_name).getOrCreate()
+        for key, value in {**_ALWAYS, **cfg.conf}.items():
+            try:
+                spark.conf.set(key, value)
+            except Exception as exc:  # static or protected settings on managed platforms
+                log.warning("could not set %s on the existing session: %s", key, exc)
+    log.info("spark %s master=%s delta-extension=%s", spark.version, cfg.master, has_delta_extension(spark))
+    return spark
+
+
+def has_delta_extension(spark: SparkSession) -> bool:
+    """True when the Delta Lake Spark extension is configured and its classes load."""
+    extensions = spark.conf.get("spark.sql.extensions", "") or ""
+    if DELTA_EXTENSION not in extensions:
+        return False
+    try:
+        jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
+        jvm.java.lang.Class.forName(DELTA_EXTENSION)
+    except Exception:
+        return False
+    return True

@@ -1,0 +1,34 @@
+"""relisten_spark: hybrid music recommendation as a batch scoring engine on Apache Spark."""
+
+from setuptools import find_packages, setup
+
+INSTALL_REQUIRES = [
+    "pyspark==4.1.4",
+    "pandas>=2.2,<3",
+    "pyarrow>=18",
+    "numpy>=1.26,<3",
+    "scipy>=1.11",
+    "scikit-learn==1.7.2",
+    "lightgbm==4.7.0",
+    "deltalake==1.6.6",
+    "PyYAML>=6.0",
+    "pydantic>=2.7,<3",
+    "psutil>=5.9",
+]
+
+EXTRAS_REQUIRE = {
+    "torch": ["torch==2.13.0"],
+    "dev": ["pytest>=8", "ruff>=0.6"],
+}
+
+setup(
+    name="relisten_spark",
+    version="0.1.0",
+    description="Hybrid music recommendation (LightGBM + JENN + F-ELU-Net) as a Spark batch engine",
+    packages=find_packages(include=["relisten_spark", "relisten_spark.*"]),
+    package_data={"relisten_spark": ["resources/*"]},
+    python_requires=">=3.11,<3.13",
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS_REQUIRE,
+    entry_points={"console_scripts": ["relisten=relisten_spark.cli:main"]},
+)

@@ -1,0 +1,115 @@
+"""The Delta layer: every write mode, atomicity, partitions, schema checks, foreign readers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from deltalake import DeltaTable
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+from pyspark.testing import assertDataFrameEqual
+
+from relisten_spark import lake
+from relisten_spark.errors import LakeError
+
+pytestmark = pytest.mark.spark
+
+SCHEMA = T.StructType(
+    [
+        T.StructField("id", T.LongType()),
+        T.StructField("day", T.StringType()),
+        T.StructField("score", T.DoubleType()),
+        T.StructField("at", T.TimestampType()),
+    ]
+)
+
+
+def _rows(spark, ids, day):
+    from datetime import UTC, datetime
+
+    at = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    return spark.createDataFrame([(i, day, i / 10, at) for i in ids], SCHEMA)
+
+
+def test_overwrite_append_and_read(spark, tmp_path: Path) -> None:
+    path = str(tmp_path / "t")
+    assert lake.write(spark, _rows(spark, [1, 2], "d1"), path) == 0
+    assert lake.write(spark, _rows(spark, [3], "d1"), path, mode="append") == 1
+    assert sorted(r.id for r in lake.read(spark, path).collect()) == [1, 2, 3]
+    assert lake.write(spark, _rows(spark, [9], "d2"), path) == 2
+    assertDataFrameEqual(lake.read(spark, path), _rows(spark, [9], "d2"))
+    assert lake.version(path) == 2
+    assert len(lake.history(path)) == 3
+
+
+def test_reads_current_files_not_the_folder(spark, tmp_path: Path) -> None:
+    path = str(tmp_path / "t")
+    lake.write(spark, _rows(spark, range(50), "d1"), path)
+    lake.write(spark, _rows(spark, [1], "d1"), path)
+    on_disk = [f for _, _, fs in os.walk(path) for f in fs if f.endswith(".parquet")]
+    assert len(on_disk) > len(lake.file_uris(path))  # removed files are still on disk
+    assert lake.read(spark, path).count() == 1
+
+
+def test_replace_where_keeps_other_partitions(spark, tmp_path: Path) -> None:
+    path = str(tmp_path / "t")
+    lake.write(spark, _rows(spark, [1, 2], "d1").unionByName(_rows(spark, [3], "d2")), path, partition_by=["day"])
+    lake.write(spark, _rows(spark, [7, 8, 9], "d2"), path, partition_by=["day"], replace_where={"day": "d2"})
+    got = {(r.day, r.id) for r in lake.read(spark, path).collect()}
+    assert got == {("d1", 1), ("d1", 2), ("d2", 7), ("d2", 8), ("d2", 9)}
+    assert lake.read(spark, path, where={"day": "d1"}).count() == 2
+
+
+def test_replace_where_rejects_rows_of_other_partitions(spark, tmp_path: Path) -> None:
+    path = str(tmp_path / "t")
+    lake.write(spark, _rows(spark, [1], "d1"), path, partition_by=["day"])
+    with pytest.raises(Exception, match="row outside replace_where"):
+        lake.write(spark, _rows(spark, [2], "d9"), path, partition_by=["day"], replace_where={"day": "d1"})
+    assert [r.id for r in lake.read(spark, path).collect()] == [1]
+
+
+def test_failed_write_leaves_previous_version(spark, tmp_path: Path) -> None:
+    path = str(tmp_path / "t")
+    lake.write(spark, _rows(spark, range(10), "d1"), path)
+    before = lake.version(path)
+    boom = _rows(spark, range(1000), "d1").repartition(4).withColumn(
+        "score", F.when(F.col("id") == 777, F.raise_error(F.lit("boom in task"))).otherwise(F.col("score"))
+    )
+    with pytest.raises(Exception, match="boom in task"):
+        lake.write(spark, boom, path)
+    assert lake.version(path) == before
+    assertDataFrameEqual(lake.read(spark, path), _rows(spark, range(10), "d1"))
+    assert not os.path.exists(os.path.join(path, "_staging")) or not os.listdir(os.path.join(path, "_staging"))
+
+
+def test_append_schema_mismatch_is_clear(spark, tmp_path: Path) -> None:
+    path = str(tmp_path / "t")
+    lake.write(spark, _rows(spark, [1], "d1"), path)
+    other = _rows(spark, [2], "d1").withColumn("score", F.col("score").cast("string")).withColumn("x", F.lit(1))
+    with pytest.raises(LakeError, match=r"schema mismatch .*unexpected columns \['x'\].*score: double -> string"):
+        lake.write(spark, other, path, mode="append")
+
+
+def test_readable_by_deltalake_at_protocol_1_2(spark, tmp_path: Path) -> None:
+    path = str(tmp_path / "t")
+    lake.write(spark, _rows(spark, [1, 2, 3], "d1"), path, partition_by=["day"])
+    table = DeltaTable(path)
+    assert (table.protocol().min_reader_version, table.protocol().min_writer_version) == (1, 2)
+    arrow = table.to_pyarrow_table()
+    assert sorted(arrow.column("id").to_pylist()) == [1, 2, 3]
+    assert str(arrow.schema.field("at").type) == "timestamp[us, tz=UTC]"
+    stats = pa.table(table.get_add_actions(flatten=True)).to_pydict()
+    assert sum(stats["num_records"]) == 3
+
+
+def test_missing_table_is_clear(spark, tmp_path: Path) -> None:
+    with pytest.raises(LakeError, match="no Delta table at"):
+        lake.read(spark, str(tmp_path / "absent"))
+
+
+def test_remote_root_without_delta_extension_is_clear(spark) -> None:
+    with pytest.raises(LakeError, match="without the Delta Spark extension"):
+        lake.write(spark, spark.range(1), "s3://bucket/t")
