@@ -1,4 +1,4 @@
-"""spark-submit entry point: `spark-submit jobs/evaluate.py --conf conf/cluster.yaml [--set key=value ...]`.
+"""Entry point for `spark-submit jobs/evaluate.py --conf conf/cluster.yaml`.
 
 Thin by design: the arguments are those of `relisten evaluate`; the work is in relisten_spark.
 """

@@ -1,4 +1,4 @@
-"""spark-submit entry point: `spark-submit jobs/features.py --conf conf/cluster.yaml [--set key=value ...]`.
+"""Entry point for `spark-submit jobs/features.py --conf conf/cluster.yaml`.
 
 Thin by design: the arguments are those of `relisten features`; the work is in relisten_spark.
 """

@@ -1,4 +1,4 @@
-"""spark-submit entry point: `spark-submit jobs/generate.py --conf conf/cluster.yaml [--set key=value ...]`.
+"""Entry point for `spark-submit jobs/generate.py --conf conf/cluster.yaml`.
 
 Thin by design: the arguments are those of `relisten generate`; the work is in relisten_spark.
 """

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from relisten_spark.config import Config, load_config
@@ -43,7 +44,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("command", choices=COMMANDS, help="the stage to run ('pipeline' runs all)")
     parser.add_argument("--conf", default=None, help="YAML config (default: built-in defaults)")
     parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override a config key, e.g. --set scoring.top_n=10 (repeatable)",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -58,7 +63,9 @@ def _stage_fn(command: str) -> Callable[..., dict[str, Any]]:
 def check_java() -> None:
     """Spark needs Java 17 or 21; stop with one line saying how to get it."""
     if shutil.which("java") is None:
-        raise RelistenError("Java not found: install Java 17 (e.g. `apt-get install openjdk-17-jre-headless`)")
+        raise RelistenError(
+            "Java not found: install Java 17 (e.g. `apt-get install openjdk-17-jre-headless`)"
+        )
     out = subprocess.run(["java", "-version"], capture_output=True, text=True, check=False).stderr
     first = out.splitlines()[0] if out else ""
     major = first.split('"')[1].split(".")[0] if '"' in first else ""
@@ -84,13 +91,34 @@ def run_command(command: str, cfg: Config) -> list[tuple[str, dict[str, Any], fl
 
             spark = build_session(cfg.spark)
         log.info("stage %s: starting", stage)
-        started = time.perf_counter()
+        started, clock = datetime.now(UTC), time.perf_counter()
         fn = _stage_fn(stage)
-        summary = fn(spark, cfg) if needs_spark else fn(cfg)
-        elapsed = time.perf_counter() - started
+        try:
+            summary = (fn(spark, cfg) if needs_spark else fn(cfg)) or {}
+        except Exception as exc:
+            if spark is not None:
+                _record(spark, cfg, stage, started, "failed", f"{type(exc).__name__}: {exc}"[:2000], {})
+            raise
+        elapsed = time.perf_counter() - clock
+        if spark is not None:
+            _record(spark, cfg, stage, started, "succeeded", "", summary)
         log.info("stage %s: done in %.1f s", stage, elapsed)
-        results.append((stage, summary or {}, elapsed))
+        results.append((stage, summary, elapsed))
     return results
+
+
+def _record(
+    spark: Any, cfg: Config, stage: str, started: datetime, status: str, message: str, summary: dict[str, Any]
+) -> None:
+    """One gold.runs row per stage run; a failure to record never hides the stage's own outcome."""
+    from relisten_spark.evaluation.predictions import new_run_id
+    from relisten_spark.runs import record_run
+
+    run_id = str(summary.get("run_id") or new_run_id(stage))
+    try:
+        record_run(spark, cfg, run_id, stage, started, datetime.now(UTC), status, message, summary)
+    except Exception as exc:  # the lake itself may be what failed
+        log.warning("could not record the run of %s in gold.runs: %s", stage, exc)
 
 
 def format_summary(results: Sequence[tuple[str, dict[str, Any], float]]) -> str:

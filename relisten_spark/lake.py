@@ -14,16 +14,17 @@ glob, which would also read files that a later version removed).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
 import time
 import uuid
-from functools import reduce
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
+from functools import reduce
 from typing import Any, Literal
 from urllib.parse import unquote
 
@@ -173,8 +174,10 @@ def _check_schema(existing: T.StructType, new: T.StructType, path: str) -> None:
         parts.append(f"unexpected columns {extra}")
     if changed:
         parts.append(
-            "changed types " + ", ".join(f"{k}: {old_fields[k].simpleString()} -> "
-                                         f"{new_fields[k].simpleString()}" for k in changed)
+            "changed types "
+            + ", ".join(
+                f"{k}: {old_fields[k].simpleString()} -> {new_fields[k].simpleString()}" for k in changed
+            )
         )
     raise LakeError(f"schema mismatch writing {path}: " + "; ".join(parts))
 
@@ -216,20 +219,36 @@ def _write_fallback(
         _remove_if_empty(os.path.join(root, _STAGING))
 
     arrow_schema = to_arrow_schema(df.schema)
-    if table is None or mode == "overwrite" and not replace_where:
-        create_table_with_add_actions(root, _delta_schema(arrow_schema), actions,
-                                      mode="error" if table is None else "overwrite",
-                                      partition_by=partition_by or None)
+    if table is None or (mode == "overwrite" and not replace_where):
+        create_table_with_add_actions(
+            root,
+            _delta_schema(arrow_schema),
+            actions,
+            mode="error" if table is None else "overwrite",
+            partition_by=partition_by or None,
+        )
     elif replace_where:
         filters = [(k, "=", _partition_str(v)) for k, v in replace_where.items()]
-        table.create_write_transaction(actions, mode="overwrite", schema=arrow_schema,
-                                       partition_by=partition_by or None, partition_filters=filters)
+        table.create_write_transaction(
+            actions,
+            mode="overwrite",
+            schema=arrow_schema,
+            partition_by=partition_by or None,
+            partition_filters=filters,
+        )
     else:
-        table.create_write_transaction(actions, mode="append", schema=arrow_schema,
-                                       partition_by=partition_by or None)
+        table.create_write_transaction(
+            actions, mode="append", schema=arrow_schema, partition_by=partition_by or None
+        )
     new_version = version(root)
-    log.info("wrote %s version %d (%d files, mode=%s%s)", path, new_version, len(actions), mode,
-             f", replace_where={dict(replace_where)}" if replace_where else "")
+    log.info(
+        "wrote %s version %d (%d files, mode=%s%s)",
+        path,
+        new_version,
+        len(actions),
+        mode,
+        f", replace_where={dict(replace_where)}" if replace_where else "",
+    )
     return new_version
 
 
@@ -259,10 +278,8 @@ def _partition_str(value: Any) -> str | None:
 
 
 def _remove_if_empty(folder: str) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.rmdir(folder)
-    except OSError:
-        pass
 
 
 def _place_files(staging: str, root: str, write_id: str, partition_by: list[str]) -> list[AddAction]:

@@ -56,7 +56,9 @@ def test_reads_current_files_not_the_folder(spark, tmp_path: Path) -> None:
 
 def test_replace_where_keeps_other_partitions(spark, tmp_path: Path) -> None:
     path = str(tmp_path / "t")
-    lake.write(spark, _rows(spark, [1, 2], "d1").unionByName(_rows(spark, [3], "d2")), path, partition_by=["day"])
+    lake.write(
+        spark, _rows(spark, [1, 2], "d1").unionByName(_rows(spark, [3], "d2")), path, partition_by=["day"]
+    )
     lake.write(spark, _rows(spark, [7, 8, 9], "d2"), path, partition_by=["day"], replace_where={"day": "d2"})
     got = {(r.day, r.id) for r in lake.read(spark, path).collect()}
     assert got == {("d1", 1), ("d1", 2), ("d2", 7), ("d2", 8), ("d2", 9)}
@@ -75,21 +77,32 @@ def test_failed_write_leaves_previous_version(spark, tmp_path: Path) -> None:
     path = str(tmp_path / "t")
     lake.write(spark, _rows(spark, range(10), "d1"), path)
     before = lake.version(path)
-    boom = _rows(spark, range(1000), "d1").repartition(4).withColumn(
-        "score", F.when(F.col("id") == 777, F.raise_error(F.lit("boom in task"))).otherwise(F.col("score"))
+    boom = (
+        _rows(spark, range(1000), "d1")
+        .repartition(4)
+        .withColumn(
+            "score",
+            F.when(F.col("id") == 777, F.raise_error(F.lit("boom in task"))).otherwise(F.col("score")),
+        )
     )
     with pytest.raises(Exception, match="boom in task"):
         lake.write(spark, boom, path)
     assert lake.version(path) == before
     assertDataFrameEqual(lake.read(spark, path), _rows(spark, range(10), "d1"))
-    assert not os.path.exists(os.path.join(path, "_staging")) or not os.listdir(os.path.join(path, "_staging"))
+    assert not os.path.exists(os.path.join(path, "_staging")) or not os.listdir(
+        os.path.join(path, "_staging")
+    )
 
 
 def test_append_schema_mismatch_is_clear(spark, tmp_path: Path) -> None:
     path = str(tmp_path / "t")
     lake.write(spark, _rows(spark, [1], "d1"), path)
-    other = _rows(spark, [2], "d1").withColumn("score", F.col("score").cast("string")).withColumn("x", F.lit(1))
-    with pytest.raises(LakeError, match=r"schema mismatch .*unexpected columns \['x'\].*score: double -> string"):
+    other = (
+        _rows(spark, [2], "d1").withColumn("score", F.col("score").cast("string")).withColumn("x", F.lit(1))
+    )
+    with pytest.raises(
+        LakeError, match=r"schema mismatch .*unexpected columns \['x'\].*score: double -> string"
+    ):
         lake.write(spark, other, path, mode="append")
 
 

@@ -1,0 +1,65 @@
+"""``gold.runs``: one row per job run (config hash, input versions, row counts, timings)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from pyspark.sql import SparkSession
+
+from relisten_spark import lake, schemas
+from relisten_spark.config import Config
+
+
+def runs_path(cfg: Config) -> str:
+    return lake.table_path(cfg.lake.root, "gold", "runs")
+
+
+def _numbers(summary: Mapping[str, Any], kind: type) -> dict[str, Any]:
+    """Flatten ``summary`` to ``{dotted key: number}``, keeping only ints (kind=int) or floats."""
+    out: dict[str, Any] = {}
+    for key, value in summary.items():
+        if isinstance(value, Mapping):
+            out.update({f"{key}.{k}": v for k, v in _numbers(value, kind).items()})
+        elif isinstance(value, bool):
+            continue
+        elif (kind is int and isinstance(value, int)) or (kind is float and isinstance(value, float)):
+            out[key] = value
+    return out
+
+
+def record_run(
+    spark: SparkSession,
+    cfg: Config,
+    run_id: str,
+    command: str,
+    started: datetime,
+    finished: datetime,
+    status: str,
+    message: str,
+    summary: Mapping[str, Any],
+) -> int:
+    """Append one row to gold.runs; returns the table version.
+
+    ``summary`` is the stage's summary: its integer leaves become ``row_counts``, float leaves
+    ``timings_s``, and the optional mappings ``model_versions`` / ``input_versions`` are kept.
+    """
+    counts = _numbers({k: v for k, v in summary.items() if k not in ("input_versions",)}, int)
+    timings = _numbers(summary, float)
+    timings["total"] = (finished - started).total_seconds()
+    row = (
+        run_id,
+        command,
+        started,
+        finished,
+        cfg.digest(),
+        {str(k): str(v) for k, v in dict(summary.get("model_versions") or {}).items()},
+        {str(k): int(v) for k, v in dict(summary.get("input_versions") or {}).items()},
+        counts,
+        timings,
+        status,
+        message,
+    )
+    df = spark.createDataFrame([row], schemas.RUNS)
+    return lake.write(spark, df, runs_path(cfg), mode="append")
