@@ -73,37 +73,68 @@ def check_java() -> None:
         raise RelistenError(f"Spark 4 needs Java 17 or 21, found: {first or 'unknown'} (install openjdk-17)")
 
 
-def run_command(command: str, cfg: Config) -> list[tuple[str, dict[str, Any], float]]:
-    """Run one stage, or every configured stage for ``pipeline``; return (stage, summary, seconds)."""
-    stages = [command] if command != "pipeline" else list(cfg.pipeline.stages)
-    if command == "pipeline" and (not cfg.pipeline.generate or cfg.data.source == "kkbox"):
-        stages = [s for s in stages if s != "generate"]
+# stages that run once per feature profile in a pipeline, and the config key they read it from
+PROFILE_KEYS = {
+    "features": "features",
+    "train-gbdt": "gbdt",
+    "train-nets": "nets",
+    "train-stack": "stack",
+}
+
+
+def plan(command: str, cfg: Config) -> list[tuple[str, Config]]:
+    """The (stage, config) steps of ``command``: ``pipeline`` expands to every configured stage,
+    the profile-dependent ones once per ``pipeline.profiles``."""
+    if command != "pipeline":
+        return [(command, cfg)]
+    stages = list(cfg.pipeline.stages)
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
         raise RelistenError(f"unknown pipeline stage(s) in pipeline.stages: {', '.join(unknown)}")
+    if not cfg.pipeline.generate or cfg.data.source == "kkbox":
+        stages = [s for s in stages if s != "generate"]
+    steps: list[tuple[str, Config]] = []
+    for stage in stages:
+        if stage not in PROFILE_KEYS:
+            steps.append((stage, cfg))
+            continue
+        section = PROFILE_KEYS[stage]
+        for profile in cfg.pipeline.profiles:
+            sub = getattr(cfg, section).model_copy(update={"profile": profile})
+            steps.append((stage, cfg.model_copy(update={section: sub})))
+    return steps
+
+
+def run_command(command: str, cfg: Config) -> list[tuple[str, dict[str, Any], float]]:
+    """Run one stage, or every step of ``pipeline``; return (stage, summary, seconds) per step."""
     spark = None
     results = []
-    for stage in stages:
+    for stage, step_cfg in plan(command, cfg):
         needs_spark = STAGES[stage][1]
         if needs_spark and spark is None:
             check_java()
             from relisten_spark.session import build_session
 
             spark = build_session(cfg.spark)
-        log.info("stage %s: starting", stage)
+        label = (
+            stage
+            if stage not in PROFILE_KEYS
+            else f"{stage} [{getattr(step_cfg, PROFILE_KEYS[stage]).profile}]"
+        )
+        log.info("stage %s: starting", label)
         started, clock = datetime.now(UTC), time.perf_counter()
         fn = _stage_fn(stage)
         try:
-            summary = (fn(spark, cfg) if needs_spark else fn(cfg)) or {}
+            summary = (fn(spark, step_cfg) if needs_spark else fn(step_cfg)) or {}
         except Exception as exc:
             if spark is not None:
-                _record(spark, cfg, stage, started, "failed", f"{type(exc).__name__}: {exc}"[:2000], {})
+                _record(spark, step_cfg, stage, started, "failed", f"{type(exc).__name__}: {exc}"[:2000], {})
             raise
         elapsed = time.perf_counter() - clock
         if spark is not None:
-            _record(spark, cfg, stage, started, "succeeded", "", summary)
-        log.info("stage %s: done in %.1f s", stage, elapsed)
-        results.append((stage, summary, elapsed))
+            _record(spark, step_cfg, stage, started, "succeeded", "", summary)
+        log.info("stage %s: done in %.1f s", label, elapsed)
+        results.append((label, summary, elapsed))
     return results
 
 

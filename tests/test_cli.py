@@ -44,3 +44,20 @@ def test_missing_java_is_one_line(tmp_path: Path) -> None:
     assert out.returncode == 2
     assert len(out.stderr.strip().splitlines()) == 1
     assert "Java not found: install Java 17" in out.stderr
+
+
+def test_pipeline_plan_runs_profile_stages_per_profile() -> None:
+    from relisten_spark.cli import plan
+    from relisten_spark.config import load_config
+
+    steps = plan("pipeline", load_config(None, ["pipeline.profiles=[serving]", "data.source=kkbox"]))
+    names = [stage for stage, _ in steps]
+    assert names == ["ingest", "features", "train-gbdt", "train-nets", "train-stack", "evaluate", "score"]
+    by_stage = dict(steps)
+    assert by_stage["features"].features.profile == "serving"
+    assert by_stage["train-gbdt"].gbdt.profile == "serving"
+    assert by_stage["train-stack"].stack.profile == "serving"
+
+    both = plan("pipeline", load_config(None))
+    assert [c.gbdt.profile for s, c in both if s == "train-gbdt"] == ["full", "serving"]
+    assert both[0][0] == "generate"

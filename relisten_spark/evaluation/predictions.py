@@ -61,8 +61,9 @@ def write_predictions(
     )
 
 
-def read_predictions(spark: SparkSession, cfg: Config, model: str | None = None,
-                     profile: str | None = None) -> DataFrame:
+def read_predictions(
+    spark: SparkSession, cfg: Config, model: str | None = None, profile: str | None = None
+) -> DataFrame:
     """Current holdout predictions, optionally of one model and/or profile."""
     where = {k: v for k, v in {"model": model, "profile": profile}.items() if v is not None}
     return lake.read(spark, predictions_path(cfg), where=where or None)

@@ -25,7 +25,9 @@ def _versions(models_root: str | Path, name: str) -> list[str]:
     if not folder.is_dir():
         return []
     return sorted(
-        p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / METADATA).is_file()
+        p.name
+        for p in folder.iterdir()
+        if p.is_dir() and not p.name.startswith(".") and (p / METADATA).is_file()
     )
 
 
