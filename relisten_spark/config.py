@@ -63,6 +63,7 @@ class FeaturesConfig(Section):
     windows: list[int] = Field(default_factory=lambda: [10, 25, 500, 5000, 10000, 50000])
     svd_oversample: int = Field(10, ge=0)
     svd_power_iters: int = Field(4, ge=0)
+    svd_local_max_nnz: int = Field(2_000_000, ge=0)
     seed: int = 42
 
 
@@ -82,6 +83,7 @@ class GbdtConfig(Section):
     early_stopping_rounds: int = Field(0, ge=0)
     params: dict[str, Any] = Field(default_factory=dict)
     network_timeout_s: int = Field(120, ge=5)
+    categorical: Literal["preset", "none", "source", "manifest"] = "preset"
 
 
 class NetsConfig(Section):
@@ -99,12 +101,27 @@ class NetsConfig(Section):
     class_weights: bool = False
     early_stopping_patience: int = Field(3, ge=0)
     seed: int = 42
+    block_dropout: float = Field(0.0, ge=0, lt=1)
+    learning_rate: float | None = Field(None, gt=0)
+    row_group_rows: int = Field(65536, ge=64)
+    shuffle_buffer_rows: int = Field(131072, ge=1)
+    threads_per_process: int | None = Field(None, ge=1)
+    collective_timeout_s: int = Field(600, ge=10)
 
 
 class StackConfig(Section):
     C: float = Field(1.0, gt=0)
     class_weight: Literal["balanced", "none"] = "balanced"
     max_iter: int = Field(500, ge=1)
+    # base models whose holdout logits the stack combines (those without predictions are left out)
+    models: list[Literal["lightgbm", "jenn", "felu_net"]] = Field(
+        default_factory=lambda: ["lightgbm", "jenn", "felu_net"]
+    )
+    # profile of the base models' predictions; None = scoring.profile (the stack is what scores)
+    profile: Literal["full", "serving"] | None = None
+    # the calib rows brought to the driver for the fit are a seeded sample of at most this many
+    max_calib_rows: int = Field(1_000_000, ge=10)
+    seed: int = 42
 
 
 class SurfaceConfig(Section):
@@ -145,12 +162,18 @@ class ScoringConfig(Section):
     run_date: str | None = None
     profile: Literal["serving", "full"] = "serving"
     block_size: int = Field(4096, ge=1)
+    # songs per shard row in candidate generation (one shard = one task-side matrix)
+    song_shard_size: int = Field(500_000, ge=1)
+    # nearest songs generated beyond `candidates`, kept for surface filters and heard exclusion
+    candidate_margin: int = Field(200, ge=0)
     batch_size: int = Field(8192, ge=1)
     surfaces: dict[str, SurfaceConfig] = Field(default_factory=_default_surfaces)
 
 
 class PipelineConfig(Section):
     generate: bool = True
+    # feature and training stages run once per profile; scoring uses scoring.profile
+    profiles: list[Literal["full", "serving"]] = Field(default_factory=lambda: ["full", "serving"])
     stages: list[str] = Field(
         default_factory=lambda: [
             "generate",

@@ -49,6 +49,7 @@ def build_session(cfg: SparkConfig) -> SparkSession:
             .config("spark.default.parallelism", str(cfg.shuffle_partitions))
             .config("spark.sql.adaptive.enabled", "true")
             .config("spark.python.worker.reuse", "true")
+            .config("spark.ui.showConsoleProgress", "false")
             .config("spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs", "false")
         )
         for key, value in {**_ALWAYS, **cfg.conf}.items():

@@ -10,7 +10,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -64,15 +64,28 @@ def save_model(
     return version
 
 
-def resolve(models_root: str | Path, name: str, version: str = "latest") -> Path:
-    """The folder of ``name``'s ``version`` (``latest`` = newest complete version)."""
+def resolve(
+    models_root: str | Path, name: str, version: str = "latest", where: Mapping[str, Any] | None = None
+) -> Path:
+    """The folder of ``name``'s ``version`` (``latest`` = newest complete version).
+
+    ``where`` keeps only versions whose metadata.json has those values (e.g.
+    ``{"profile": "serving"}``), so ``latest`` is the newest complete version that matches.
+    """
     versions = _versions(models_root, name)
+    if where:
+        versions = [
+            v
+            for v in versions
+            if all(load_metadata(Path(models_root) / name / v).get(k) == val for k, val in where.items())
+        ]
+    wanted = f"'{name}'" + (f" with {dict(where)}" if where else "")
     if not versions:
-        raise InputError(f"no trained model '{name}' under {models_root} (train it first)")
+        raise InputError(f"no trained model {wanted} under {models_root} (train it first)")
     if version == "latest":
         return Path(models_root) / name / versions[-1]
     if version not in versions:
-        raise InputError(f"model '{name}' has no version {version} under {models_root}")
+        raise InputError(f"model {wanted} has no version {version} under {models_root}")
     return Path(models_root) / name / version
 
 

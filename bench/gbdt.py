@@ -1,0 +1,191 @@
+"""LightGBM training benchmarks (prints figures; not a test).
+
+(a) ``--part a``: the barrier trainer with 2 tasks (1 thread each) against plain single-process
+    ``lightgbm.train`` with 2 threads, on the same generated rows and parameters (fast preset):
+    wall times, their ratio and the eval AUC of both, side by side.
+(b) ``--part b``: seconds per 100 boosting rounds and peak memory with the thesis preset on the
+    full-scale features of a lake (``--lake``, silver.features, profile ``full``). The thesis
+    reports 258 s per 100 rounds on 7.06M rows x 385 features with 4 threads and about 50 GB.
+
+    python bench/gbdt.py --part a --rows 500000 --features 100
+    python bench/gbdt.py --part b --lake ./lakehouse --tasks 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+# Before any OpenMP runtime loads (lightgbm here, and in the Python workers, which inherit the
+# environment): on a shared, oversubscribed machine spinning OpenMP threads make a 2-thread
+# lightgbm.train ~20x slower than a passive wait. On dedicated hardware set it to ACTIVE.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import lightgbm as lgb
+import numpy as np
+import psutil
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+from sklearn.metrics import roc_auc_score
+
+from relisten_spark import lake
+from relisten_spark.config import Config, GbdtConfig, load_config
+from relisten_spark.evaluation.splits import assign_eval_split
+from relisten_spark.models import gbdt, presets
+from relisten_spark.session import build_session
+
+
+class PeakMemory:
+    """Peak resident memory of this process and all its children (JVM, Python workers)."""
+
+    def __init__(self, every_s: float = 0.5) -> None:
+        self.every_s = every_s
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _rss(self) -> int:
+        me = psutil.Process()
+        total = me.memory_info().rss
+        for child in me.children(recursive=True):
+            try:
+                total += child.memory_info().rss
+            except psutil.Error:
+                continue
+        return total
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._rss())
+            self._stop.wait(self.every_s)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _session(tasks: int, memory: str) -> SparkSession:
+    cfg = load_config(None, [f"spark.master=local[{tasks}]", f"spark.driver_memory={memory}"])
+    return build_session(cfg.spark)
+
+
+def generate(spark: SparkSession, path: str, rows: int, features: int, seed: int) -> None:
+    """A features-like table: idx, target (planted logistic signal on 8 columns), f0..f{n-1}."""
+    df = spark.range(rows).select(F.col("id").alias("idx"))
+    cols = [F.randn(seed + i).alias(f"f{i}") for i in range(features)]
+    df = df.select("idx", *cols)
+    logit = (
+        1.2 * F.col("f0")
+        - 0.9 * F.col("f1")
+        + 0.6 * F.col("f2") * F.col("f3")
+        + 0.5 * F.when(F.col("f4") > 0.5, 1.0).otherwise(-0.2)
+        + 0.4 * F.sin(3 * F.col("f5"))
+        + 0.3 * F.col("f6") * (F.col("f7") > 0).cast("double")
+    )
+    target = (F.rand(seed + 10_000) < 1 / (1 + F.exp(-logit))).cast("int")
+    df = df.withColumn("target", target).withColumn("split", F.lit("train"))
+    lake.write(spark, df, path)
+
+
+def part_a(rows: int, features: int, rounds: int, seed: int) -> None:
+    spark = _session(2, "6g")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = str(Path(tmp) / "features")
+        started = time.perf_counter()
+        generate(spark, path, rows, features, seed)
+        print(f"generated {rows:,} rows x {features} features in {time.perf_counter() - started:.1f} s")
+        table = assign_eval_split(lake.read(spark, path), Config().evaluation)
+        names = [f"f{i}" for i in range(features)]
+        fit = table.where(F.col("eval_split") == "fit")
+        holdout = table.where(F.col("eval_split") == "eval")
+        settings = presets.resolve(GbdtConfig(preset="fast", num_boost_round=rounds))
+
+        started = time.perf_counter()
+        out = gbdt.train_barrier(spark, fit, None, names, [], settings, num_tasks=2)
+        barrier_wall = time.perf_counter() - started
+        barrier_train = max(r["seconds"] for r in out.ranks)
+
+        fit_pdf = fit.select("idx", "target", *names).toPandas().sort_values("idx")
+        eval_pdf = holdout.select("target", *names).toPandas()
+        started = time.perf_counter()
+        single = lgb.train(
+            gbdt.lightgbm_params(settings, 2),
+            lgb.Dataset(fit_pdf[names].to_numpy(np.float64), fit_pdf["target"].to_numpy(np.float64)),
+            num_boost_round=rounds,
+        )
+        single_wall = time.perf_counter() - started
+
+        x_eval, y_eval = eval_pdf[names].to_numpy(np.float64), eval_pdf["target"].to_numpy()
+        auc_barrier = roc_auc_score(y_eval, lgb.Booster(model_str=out.model).predict(x_eval))
+        auc_single = roc_auc_score(y_eval, single.predict(x_eval))
+    print(f"\n(a) {len(fit_pdf):,} fit rows x {features} features, fast preset, {rounds} rounds")
+    print(f"{'':34}{'barrier, 2 tasks x 1 thread':>30}{'lightgbm.train, 2 threads':>28}")
+    print(f"{'wall time (s)':34}{barrier_wall:>30.1f}{single_wall:>28.1f}")
+    print(f"{'  of which lightgbm.train (s)':34}{barrier_train:>30.1f}{single_wall:>28.1f}")
+    print(f"{'eval AUC':34}{auc_barrier:>30.5f}{auc_single:>28.5f}")
+    print(
+        f"wall-time ratio barrier/single: {barrier_wall / single_wall:.2f} "
+        f"(training only: {barrier_train / single_wall:.2f}); "
+        f"AUC difference: {auc_barrier - auc_single:+.5f}"
+    )
+    spark.stop()
+
+
+def part_b(lake_root: str, tasks: int, rounds: int) -> None:
+    cfg = load_config(None, [f"lake.root={lake_root}", "gbdt.preset=thesis", "gbdt.profile=full"])
+    path = gbdt.features_path(cfg)
+    if not lake.exists(path):
+        print(f"(b) not measured: no silver.features at {path} (run `relisten features` at full scale first)")
+        return
+    spark = _session(tasks, "8g")
+    table = lake.read(spark, path, where={"profile": "full"})
+    names, manifest_categorical = gbdt.model_columns(spark, cfg, "full", table)
+    settings = presets.resolve(cfg.gbdt.model_copy(update={"num_boost_round": rounds}))
+    categorical = presets.categorical_columns(settings.categorical, names, manifest_categorical)
+    fit = assign_eval_split(table, cfg.evaluation).where(F.col("eval_split") == "fit")
+    n = fit.count()
+    with PeakMemory() as memory:
+        started = time.perf_counter()
+        out = gbdt.train_barrier(spark, fit, None, names, categorical, settings, num_tasks=tasks)
+        wall = time.perf_counter() - started
+    train_s = max(r["seconds"] for r in out.ranks)
+    print(f"\n(b) {n:,} fit rows x {len(names)} features, thesis preset, {rounds} rounds, {tasks} task(s)")
+    print(
+        f"seconds per 100 rounds: {100 * train_s / rounds:.1f} (lightgbm.train), "
+        f"{100 * wall / rounds:.1f} (whole barrier stage)"
+    )
+    print(f"peak memory (driver + JVM + Python workers): {memory.peak / 2**30:.1f} GiB")
+    print("thesis: 258 s per 100 rounds on 7.06M rows x 385 features, 4 threads, about 50 GB")
+    spark.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--part", choices=["a", "b", "both"], default="both")
+    parser.add_argument("--rows", type=int, default=500_000, help="(a) generated rows")
+    parser.add_argument("--features", type=int, default=100, help="(a) generated feature columns")
+    parser.add_argument("--rounds", type=int, default=100, help="boosting rounds")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--lake", default="./lakehouse", help="(b) lake root holding full-scale features")
+    parser.add_argument("--tasks", type=int, default=2, help="(b) barrier tasks")
+    args = parser.parse_args(argv)
+    if args.part in ("a", "both"):
+        part_a(args.rows, args.features, args.rounds, args.seed)
+    if args.part in ("b", "both"):
+        part_b(args.lake, args.tasks, args.rounds)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,185 @@
+"""Benchmark of `relisten score`: every user's top-N on both surfaces at full synthetic scale.
+
+    python bench/score.py [--root DIR] [--users 34403 --songs 419839 --events 9934208]
+                          [--candidates 200] [--top-n 20] [--nets] [--driver-memory 14g]
+
+Prepares what scoring needs under ``--root`` when it is not there yet (each step is skipped when
+its output exists, so a second run times scoring only): synthetic data, ingest, the serving
+feature profile (for the SVD factor tables), LightGBM (fast preset, serving profile), the nets
+with ``--nets``, and the stack. Then runs `relisten score` once and prints:
+
+* wall time and scored (user, candidate, surface) pairs per second;
+* peak resident memory of the driver JVM and the Python workers together (sampled every 0.5 s);
+* the split between candidate generation, features + scoring (one Spark stage chain: the feature
+  job over the log plus the appended candidate events, and the ensemble in the same tasks), the
+  seconds the tasks spent in model code (summed over tasks; divide by the cores for wall), the
+  Delta writes and the coverage check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see bench/gbdt.py: no spinning OpenMP threads
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from relisten_spark import lake
+from relisten_spark.cli import run_command
+from relisten_spark.config import Config, load_config
+from relisten_spark.models import registry
+
+FULL = {"users": 34_403, "songs": 419_839, "events": 9_934_208}
+
+
+class PeakMemory:
+    """Peak resident memory of this process and all its children (JVM, Python workers)."""
+
+    def __init__(self, every_s: float = 0.5) -> None:
+        self.every_s = every_s
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _rss(self) -> int:
+        me = psutil.Process()
+        total = me.memory_info().rss
+        for child in me.children(recursive=True):
+            try:
+                total += child.memory_info().rss
+            except psutil.Error:
+                continue
+        return total
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._rss())
+            self._stop.wait(self.every_s)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._rss())
+
+
+def config(args: argparse.Namespace) -> Config:
+    root = Path(args.root).absolute()
+    return load_config(
+        None,
+        [
+            "spark.master=local[*]",
+            f"spark.driver_memory={args.driver_memory}",
+            f"spark.shuffle_partitions={args.partitions}",
+            f"lake.root={root / 'lakehouse'}",
+            f"models.root={root / 'models'}",
+            f"data.raw_dir={root / 'raw'}",
+            f"data.synthetic.users={args.users}",
+            f"data.synthetic.songs={args.songs}",
+            f"data.synthetic.events={args.events}",
+            "features.profile=serving",
+            "gbdt.profile=serving",
+            "nets.profile=serving",
+            "stack.profile=serving",
+            "scoring.profile=serving",
+            f"scoring.candidates={args.candidates}",
+            f"scoring.top_n={args.top_n}",
+            f"scoring.run_date={args.run_date}",
+        ],
+    )
+
+
+def prepare(cfg: Config, with_nets: bool) -> None:
+    """Run the stages scoring depends on, skipping those whose output is there."""
+    root = cfg.lake.root
+    steps = [
+        ("generate", (Path(cfg.data.raw_dir) / "train.csv").is_file()),
+        ("ingest", lake.exists(lake.table_path(root, "bronze", "events"))),
+        ("features", lake.exists(lake.table_path(root, "silver", "svd_values"))),
+        ("train-gbdt", _has_model(cfg, "lightgbm")),
+    ]
+    if with_nets:
+        steps.append(("train-nets", _has_model(cfg, "jenn") and _has_model(cfg, "felu_net")))
+    steps.append(("train-stack", False))
+    for stage, done in steps:
+        if done:
+            print(f"prepare: {stage} output found, skipped")
+            continue
+        print(f"prepare: running {stage} ...", flush=True)
+        for label, _summary, seconds in run_command(stage, cfg):
+            print(f"prepare: {label} done in {seconds:.0f} s", flush=True)
+
+
+def _has_model(cfg: Config, name: str) -> bool:
+    try:
+        folder = registry.resolve(cfg.models.root, name)
+    except Exception:
+        return False
+    return registry.load_metadata(folder).get("profile") == cfg.scoring.profile
+
+
+def report(summary: dict[str, Any], wall: float, peak: int, cores: int) -> None:
+    seconds = summary["seconds"]
+    pairs = summary["rows"]["candidate_pairs"]
+    users = summary["rows"]["users"]
+    model_wall = seconds["model_task_seconds"] / cores
+    print()
+    print(f"users scored                 {users:,}")
+    print(f"scored pairs (user x cand x surface) {pairs:,}")
+    print(f"recommendation rows          {summary['rows']['recommendations']:,}")
+    print(f"wall time (score stage)      {wall:,.1f} s")
+    print(f"scored pairs per second      {pairs / wall:,.0f} (whole stage)")
+    print(f"peak memory (driver+workers) {peak / 2**30:,.2f} GiB")
+    print("split:")
+    print(f"  candidate generation       {seconds['candidates']:,.1f} s")
+    print(f"  features + scoring         {seconds['features_and_scoring']:,.1f} s")
+    task_s = seconds["model_task_seconds"]
+    print(f"    of which model code      {task_s:,.1f} task-s (~{model_wall:,.1f} s wall on {cores} cores)")
+    print(f"    features (the rest)      ~{seconds['features_and_scoring'] - model_wall:,.1f} s")
+    print(f"  Delta writes               {seconds['write']:,.1f} s")
+    print(f"  coverage check             {seconds['coverage']:,.1f} s")
+    print(f"users short of N             {summary['users_short_of_n']:,}  {summary['coverage']}")
+    print(f"model versions               {summary['model_versions']}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", default="data/bench/score", help="lake, models and raw data live here")
+    parser.add_argument("--users", type=int, default=FULL["users"])
+    parser.add_argument("--songs", type=int, default=FULL["songs"])
+    parser.add_argument("--events", type=int, default=FULL["events"])
+    parser.add_argument("--candidates", type=int, default=200)
+    parser.add_argument("--top-n", type=int, default=20)
+    parser.add_argument("--run-date", default="2026-11-23")
+    parser.add_argument("--partitions", type=int, default=16)
+    parser.add_argument("--driver-memory", default="14g")
+    parser.add_argument("--nets", action="store_true", help="train and use JENN and F-ELU-Net too")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("py4j", "pyspark"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+    cfg = config(args)
+    prepare(cfg, args.nets)
+    with PeakMemory() as memory:
+        started = time.perf_counter()
+        ((_, summary, _),) = run_command("score", cfg)
+        wall = time.perf_counter() - started
+    report(summary, wall, memory.peak, os.cpu_count() or 1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""``relisten evaluate``: metrics of every model's holdout predictions into ``gold.metrics``.
+
+For every ``(model, profile, split_mode)`` in gold.predictions and each of its ``calib`` and
+``eval`` parts, the metrics of :mod:`relisten_spark.evaluation.metrics` (``split_mode`` says
+``time``, the protocol of SPEC.md, or ``random``, the thesis-style split that exists only to
+reproduce its figures). On synthetic data with a ``truth.csv`` each group also gets
+``oracle_roc_auc``, the AUC of the true probabilities on the same rows.
+
+gold.predictions holds the latest predictions of each model and profile, so each run
+overwrites gold.metrics as a whole with the metrics of all of them under one ``run_id``: a
+re-run gives the same rows (new run id) and earlier runs stay readable as older Delta versions.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from relisten_spark import lake, schemas
+from relisten_spark.config import Config
+from relisten_spark.errors import InputError
+from relisten_spark.evaluation import oracle
+from relisten_spark.evaluation.metrics import binary_metrics
+from relisten_spark.evaluation.predictions import new_run_id, predictions_path, read_predictions
+
+log = logging.getLogger(__name__)
+
+GROUPS = ["model", "profile", "split_mode", "eval_split"]
+SUMMARY_METRICS = ("roc_auc", "pr_auc", "logloss", oracle.ORACLE_METRIC)
+
+
+def metrics_path(cfg: Config) -> str:
+    return lake.table_path(cfg.lake.root, "gold", "metrics")
+
+
+def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
+    """Compute and write gold.metrics; return a summary with the eval metrics per model/profile."""
+    source = predictions_path(cfg)
+    if not lake.exists(source):
+        raise InputError(f"no predictions at {source} (run `relisten train-gbdt` first)")
+    preds = read_predictions(spark, cfg).where(F.col("eval_split").isin("calib", "eval"))
+    metrics = binary_metrics(preds, GROUPS)
+    with_oracle = oracle.truth_available(cfg)
+    if with_oracle:
+        truth = oracle.read_truth(spark, oracle.truth_path(cfg))
+        metrics = metrics.unionByName(oracle.oracle_metrics(truth, preds, GROUPS))
+    run_id = new_run_id("evaluate")
+    out = metrics.select(
+        *[
+            (F.lit(run_id) if f.name == "run_id" else F.col("eval_split" if f.name == "split" else f.name))
+            .cast(f.dataType)
+            .alias(f.name)
+            for f in schemas.METRICS.fields
+        ]
+    )
+    path = metrics_path(cfg)
+    version = lake.write(spark, out, path, mode="overwrite")
+    written = (
+        lake.read(spark, path)
+        .where((F.col("split") == "eval") & F.col("metric").isin(*SUMMARY_METRICS))
+        .collect()  # models x profiles x 4 rows
+    )
+    evaluated: dict[str, dict[str, str]] = {}
+    for r in sorted(written, key=lambda r: (r["model"], r["profile"], r["split_mode"], r["metric"])):
+        key = f"{r['model']}/{r['profile']}" + (
+            "" if r["split_mode"] == "time" else f" ({r['split_mode']} split)"
+        )
+        evaluated.setdefault(key, {})[r["metric"]] = "n/a" if r["value"] is None else f"{r['value']:.4f}"
+    log.info("gold.metrics version %d: %s", version, evaluated)
+    return {
+        "run_id": run_id,
+        "metrics_version": version,
+        "models": len(evaluated),
+        "oracle": with_oracle,
+        "eval": evaluated,
+    }

@@ -1,0 +1,45 @@
+"""Conditional shares P(value | entity): the share of an entity's rows that carry this row's value.
+
+FEATURES.md uses them in step 2 (``msno_source_{col}_prob``) and step 8 (``msno_{f}_prob``,
+``song_{c}_prob``). A null value is a group of its own (rows with a null value share among
+themselves).
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from relisten_spark.features.timeline import require_columns
+
+
+def add_conditional_share(
+    ev: DataFrame,
+    entity: str,
+    value: str,
+    out: str,
+    serving: bool,
+    basis: Column | None = None,
+) -> DataFrame:
+    """``ev`` + ``out`` (double) = P(``value`` = this row's value | ``entity``).
+
+    ``ev``: ``[idx long, <entity>, <value>, ...]``. ``basis`` (default: every row) selects the
+    rows that are counted; every row gets an output.
+
+    * full (BATCH): (#basis rows of the entity with the row's value) / (#basis rows of the
+      entity); the row itself is counted when it is a basis row.
+    * serving: the same over the entity's basis rows with a strictly smaller ``idx``.
+
+    The share is null when the denominator is 0 (serving: the entity's first event). Both
+    counts are window aggregates: rows hash-partitioned by ``entity`` satisfy the
+    ``(entity, value)`` partitioning too, so calls on one entity share one shuffle.
+    """
+    require_columns(ev, ["idx", entity, value], "add_conditional_share")
+    counted = F.lit(1) if basis is None else F.when(basis, F.lit(1))
+    same_frame, entity_frame = Window.partitionBy(entity, value), Window.partitionBy(entity)
+    if serving:
+        same_frame = same_frame.orderBy("idx").rangeBetween(Window.unboundedPreceding, -1)
+        entity_frame = entity_frame.orderBy("idx").rangeBetween(Window.unboundedPreceding, -1)
+    total = F.count(counted).over(entity_frame)
+    same = F.count(counted).over(same_frame)
+    return ev.select("*", (same / F.when(total > 0, total)).alias(out))

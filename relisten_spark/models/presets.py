@@ -1,0 +1,147 @@
+"""LightGBM parameter presets: the thesis's parameters and a fast one for the demo and tests.
+
+``thesis`` is the best row of the thesis's ``lgb_record.csv`` (FEATURES.md §4): 7732 rounds,
+no early stopping. The thesis ran it with 12 threads on all of train_part; here the number of
+threads per task is ``spark.task.cpus`` and the rows are spread over ``gbdt.num_tasks`` tasks.
+
+``fast`` trains in seconds on the demo data: fewer, smaller trees, a higher minimum leaf size
+than LightGBM's default to keep a small sample from overfitting.
+
+Categorical columns (``categorical``):
+
+* ``source`` — only a column named ``source`` (the context triple code) is categorical, as
+  in the thesis code; every other code stays an ordinal number (FEATURES.md §2, "Categorical
+  dtype"). When the feature set has no ``source`` column, nothing is categorical.
+* ``manifest`` — every model column whose manifest row says ``categorical=true``.
+* ``none`` — all columns numeric.
+
+``gbdt.params`` entries override the preset's; ``gbdt.num_boost_round`` overrides its rounds;
+``gbdt.categorical`` (other than ``preset``) overrides its categorical choice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from relisten_spark.config import GbdtConfig
+from relisten_spark.errors import ConfigError
+
+# Parameters the trainer sets itself (network, threads, data layout): a config must not.
+RESERVED = frozenset(
+    {
+        "machines",
+        "machine_list_filename",
+        "num_machines",
+        "local_listen_port",
+        "time_out",
+        "pre_partition",
+        "tree_learner",
+        "num_threads",
+        "num_iterations",
+        "num_boost_round",
+        "n_estimators",
+        "early_stopping_round",
+        "early_stopping_rounds",
+        "categorical_feature",
+    }
+)
+
+THESIS_PARAMS: dict[str, Any] = {
+    "boosting_type": "gbdt",
+    "objective": "binary",
+    "metric": ["binary_logloss", "auc"],
+    "learning_rate": 0.1,
+    "num_leaves": 99,
+    "max_depth": 10,
+    "min_data_in_leaf": 1306,
+    "feature_fraction": 0.6866,
+    "bagging_fraction": 0.9054,
+    "bagging_freq": 1,
+    "lambda_l1": 6.37,
+    "lambda_l2": 65200.0,
+    "min_gain_to_split": 0.0,
+    "min_sum_hessian_in_leaf": 0.1,
+    "max_bin": 255,
+    "seed": 42,
+    "verbosity": -1,
+}
+
+FAST_PARAMS: dict[str, Any] = {
+    "boosting_type": "gbdt",
+    "objective": "binary",
+    "metric": ["binary_logloss", "auc"],
+    "learning_rate": 0.1,
+    "num_leaves": 31,
+    "max_depth": -1,
+    "min_data_in_leaf": 50,
+    "feature_fraction": 0.8,
+    "bagging_fraction": 0.8,
+    "bagging_freq": 1,
+    "lambda_l1": 0.0,
+    "lambda_l2": 1.0,
+    "min_gain_to_split": 0.0,
+    "min_sum_hessian_in_leaf": 1e-3,
+    "max_bin": 255,
+    "seed": 42,
+    "verbosity": -1,
+}
+
+PRESETS: dict[str, tuple[dict[str, Any], int, str]] = {
+    "thesis": (THESIS_PARAMS, 7732, "source"),
+    "fast": (FAST_PARAMS, 100, "manifest"),
+}
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """What a backend needs besides the data: LightGBM params, rounds, early stopping, categoricals."""
+
+    params: dict[str, Any]
+    num_boost_round: int
+    early_stopping_rounds: int
+    categorical: str
+
+
+def resolve(cfg: GbdtConfig) -> TrainSettings:
+    """The preset named by ``cfg.preset`` with the config's overrides laid over it.
+
+    >>> s = resolve(GbdtConfig(preset="thesis"))
+    >>> s.num_boost_round, s.params["num_leaves"], s.categorical
+    (7732, 99, 'source')
+    >>> resolve(GbdtConfig(params={"learning_rate": 0.05}, num_boost_round=10)).params["learning_rate"]
+    0.05
+    """
+    base, rounds, categorical = PRESETS[cfg.preset]
+    reserved = sorted(RESERVED & set(cfg.params))
+    if reserved:
+        raise ConfigError(
+            f"gbdt.params.{reserved[0]} is set by the trainer; use gbdt.num_tasks, gbdt.tree_learner, "
+            "gbdt.num_boost_round, gbdt.early_stopping_rounds or gbdt.categorical instead"
+        )
+    params = {**base, **cfg.params}
+    if params.get("objective") != "binary":
+        raise ConfigError(f"gbdt.params.objective must be 'binary', got {params.get('objective')!r}")
+    return TrainSettings(
+        params=params,
+        num_boost_round=cfg.num_boost_round or rounds,
+        early_stopping_rounds=cfg.early_stopping_rounds,
+        categorical=categorical if cfg.categorical == "preset" else cfg.categorical,
+    )
+
+
+def categorical_columns(mode: str, features: list[str], manifest_categorical: set[str]) -> list[str]:
+    """The model columns LightGBM treats as categorical under ``mode`` (module docstring).
+
+    >>> categorical_columns("source", ["source", "city"], {"city", "source"})
+    ['source']
+    >>> categorical_columns("manifest", ["source", "city", "bd"], {"city", "source"})
+    ['source', 'city']
+    """
+    if mode == "none":
+        return []
+    if mode == "source":
+        return [f for f in features if f == "source"]
+    if mode == "manifest":
+        return [f for f in features if f in manifest_categorical]
+    raise ConfigError(f"gbdt.categorical must be preset, none, source or manifest, got {mode!r}")

@@ -1,0 +1,355 @@
+"""``relisten score``: every user's top-N songs per surface into ``gold.recs_<surface>``.
+
+Stages (each logged with its time):
+
+1. candidates — every user of bronze.members or the events gets ``scoring.candidates`` (K)
+   candidates per surface: nearest songs in the SVD factor space of ``scoring.profile``
+   (:mod:`~relisten_spark.scoring.candidates`, ``K + scoring.candidate_margin`` of them before
+   the surface filters), then popular songs for users with fewer (no history, no factors, or a
+   list emptied by the filters) (:mod:`~relisten_spark.scoring.surfaces`);
+2. features — one hypothetical event per (user, candidate, surface context), all at
+   ``idx = max(idx) + 1`` with ``split = 'score'``, appended to the log and passed through the
+   feature job's :func:`~relisten_spark.features.build.compute_features` in the scoring
+   profile, so a candidate gets exactly the serving features of an event "now";
+3. scoring — the stack over LightGBM and the nets, top-N per user and surface with the artist
+   cap, and reasons (:mod:`~relisten_spark.scoring.rank`);
+4. output — ``gold.recs_<surface>`` (schemas.RECS) partitioned by ``run_date``; a rerun of a
+   date replaces that partition in one Delta commit; then a coverage check: every user gets
+   exactly N rows per surface, or the summary counts those who do not and why.
+
+The returned summary carries the run id, model and input versions, row counts and timings:
+the CLI writes it to ``gold.runs``.
+
+Surface contexts and the feature frame: compute_features keeps only the bronze event columns,
+so a feature row is told apart from its twin of another surface by its encoded context
+(``source_system_tab``, ``source_screen_name``, ``source_type`` codes). The codes of each
+surface's context come from the same encoders the feature job fits
+(:func:`surface_codes`); surfaces whose contexts encode alike share their feature rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from relisten_spark import lake, schemas
+from relisten_spark.config import Config
+from relisten_spark.errors import ConfigError, InputError
+from relisten_spark.evaluation.predictions import new_run_id
+from relisten_spark.evaluation.splits import holdout_cutoff
+from relisten_spark.features import encode
+from relisten_spark.features.build import BronzeFrames, compute_features, read_bronze
+from relisten_spark.scoring import candidates, rank, surfaces
+
+log = logging.getLogger(__name__)
+
+CODE_COLUMNS = encode.SOURCE_COLUMNS
+SVD_TABLES = ("svd_member", "svd_song", "svd_values")
+SHORT_REASONS = ("catalog_smaller_than_n", "candidate_pool_short", "artist_cap")
+
+
+def recs_path(cfg: Config, surface: str) -> str:
+    return lake.table_path(cfg.lake.root, "gold", f"recs_{surface}")
+
+
+def resolve_run_date(cfg: Config) -> str:
+    """``scoring.run_date`` (YYYY-MM-DD) or today's UTC date."""
+    value = cfg.scoring.run_date or datetime.now(UTC).date().isoformat()
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        raise ConfigError(f"scoring.run_date must be YYYY-MM-DD, got {value!r}")
+    try:
+        datetime.strptime(value, "%Y-%m-%d")
+    except ValueError:
+        raise ConfigError(f"scoring.run_date is not a calendar date: {value!r}") from None
+    return value
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        log.info("score: %s ...", name)
+        yield
+        self.seconds[name] = round(time.perf_counter() - started, 3)
+        log.info("score: %s done in %.1f s", name, self.seconds[name])
+
+
+# ---- candidates ----------------------------------------------------------------------------
+def _svd(spark: SparkSession, cfg: Config, name: str, profile: str) -> DataFrame:
+    path = lake.table_path(cfg.lake.root, "silver", name)
+    if not lake.exists(path):
+        raise InputError(
+            f"SVD table {path} not found: run `relisten features --set features.profile={profile}`"
+        )
+    return lake.read(spark, path, where={"profile": profile})
+
+
+def singular_values(values: DataFrame, profile: str) -> list[float]:
+    """The user x song singular values in component order (``svd_values``: k small rows)."""
+    rows = (
+        values.where(F.col("matrix") == "user_song")
+        .select("component", "value")
+        .orderBy("component")
+        .collect()
+    )
+    if not rows:
+        raise InputError(f"silver/svd_values has no user_song values for profile '{profile}'")
+    return [float(r["value"]) for r in rows]
+
+
+def build_pairs(spark: SparkSession, cfg: Config, frames: BronzeFrames) -> tuple[DataFrame, DataFrame]:
+    """(users ``[msno]``, candidate pairs ``[surface, msno, song_id, artist_key, source, cand_rank]``).
+
+    Both lazy; the caller persists them.
+    """
+    scoring, profile = cfg.scoring, cfg.scoring.profile
+    events = frames.events
+    users = surfaces.all_users(events, frames.members)
+    member_f = _svd(spark, cfg, "svd_member", profile).drop("profile")
+    song_f = _svd(spark, cfg, "svd_song", profile).drop("profile")
+    values = singular_values(_svd(spark, cfg, "svd_values", profile), profile)
+    pool = scoring.candidates + scoring.candidate_margin
+    nearest = candidates.nearest_songs(
+        member_f, song_f, values, pool, scoring.block_size, scoring.song_shard_size
+    )
+    catalog = surfaces.song_catalog(events, frames.songs)
+    plays = candidates.song_plays(events)
+    heard = surfaces.heard_pairs(events)
+    pools = []
+    for name, surface in scoring.surfaces.items():
+        shown = surfaces.surface_catalog(catalog, surface)
+        popular = candidates.popular_songs(plays, shown, pool)
+        one = surfaces.candidate_pool(users, nearest, popular, heard, shown, surface, scoring.candidates)
+        pools.append(one.withColumn("surface", F.lit(name)))
+    pairs = pools[0]
+    for other in pools[1:]:
+        pairs = pairs.unionByName(other)
+    return users, pairs.select("surface", *surfaces.POOL_COLUMNS)
+
+
+# ---- features ------------------------------------------------------------------------------
+def surface_codes(spark: SparkSession, cfg: Config, events: DataFrame) -> DataFrame:
+    """``[surface, context, <source code columns>]``: each surface's context as the feature job
+    encodes it, and ``context`` the surface whose raw values stand for that code triple.
+
+    The encoders are fit exactly as compute_features fits them (the fit rows of the profile).
+    """
+    profile = cfg.scoring.profile
+    cutoff = holdout_cutoff(events, cfg.evaluation) if profile == "serving" else None
+    codes = encode.fit_event_codes(events, encode.fit_rows(profile, cutoff))
+    rows = [
+        (name, s.source_system_tab, s.source_screen_name, s.source_type)
+        for name, s in sorted(cfg.scoring.surfaces.items())
+    ]
+    df = spark.createDataFrame(rows, "surface string, " + ", ".join(f"{c} string" for c in CODE_COLUMNS))
+    for column in CODE_COLUMNS:
+        df = encode.apply_codes(df, codes.sources[column], column, f"_code_{column}")
+    coded = df.select("surface", *[F.col(f"_code_{c}").alias(c) for c in CODE_COLUMNS]).collect()
+    first: dict[tuple[int, ...], str] = {}
+    mapped = []
+    for row in coded:  # one row per configured surface
+        triple = tuple(int(row[c]) for c in CODE_COLUMNS)
+        first.setdefault(triple, row["surface"])
+        mapped.append((row["surface"], first[triple], *triple))
+    schema = "surface string, context string, " + ", ".join(f"{c} int" for c in CODE_COLUMNS)
+    return spark.createDataFrame(mapped, schema)
+
+
+def pair_features(
+    spark: SparkSession, cfg: Config, frames: BronzeFrames, pairs: DataFrame, codes: DataFrame
+) -> tuple[DataFrame, Any]:
+    """Serving features of every candidate pair: ``[surface, msno, song_id, artist_key, ...]``.
+
+    Returns (frame, the FeatureSet to release once the frame has been consumed).
+    """
+    next_idx = int(frames.events.agg(F.max("idx")).first()[0]) + 1
+    contexts = pairs.join(F.broadcast(codes.select("surface", "context")), "surface")
+    hypothetical = surfaces.context_events(
+        contexts.select(F.col("context").alias("surface"), "msno", "song_id").distinct(),
+        cfg.scoring.surfaces,
+        next_idx,
+    ).drop("surface")
+    events = frames.events.select(*schemas.EVENTS.fieldNames()).unionByName(hypothetical)
+    feature_set = compute_features(
+        spark, BronzeFrames(events, frames.members, frames.songs, frames.song_extra), cfg.scoring.profile, cfg
+    )
+    scored = feature_set.features.where(F.col("split") == "score").drop("idx", "split", "target", "profile")
+    with_surface = scored.join(F.broadcast(codes.select("surface", *CODE_COLUMNS)), list(CODE_COLUMNS))
+    joined = with_surface.join(
+        pairs.select("surface", "msno", "song_id", "artist_key"), ["surface", "msno", "song_id"]
+    )
+    return joined, feature_set
+
+
+# ---- output --------------------------------------------------------------------------------
+def recs_frame(ranked: DataFrame, surface: str, run_date: str, model_version: str) -> DataFrame:
+    """The schemas.RECS rows of one surface from :func:`rank.score_and_rank`'s output."""
+    return ranked.where(F.col("surface") == surface).select(
+        F.lit(run_date).alias("run_date"),
+        F.col("msno").cast("string"),
+        F.col("rank").cast("int"),
+        F.col("song_id").cast("string"),
+        F.col("score").cast("double"),
+        F.lit(model_version).alias("model_version"),
+        F.col("reasons").cast("array<string>"),
+    )
+
+
+def write_recs(
+    spark: SparkSession, cfg: Config, ranked: DataFrame, run_date: str, model_version: str
+) -> dict[str, int]:
+    """Replace the ``run_date`` partition of every surface's table; return {table: version}."""
+    versions = {}
+    for name in cfg.scoring.surfaces:
+        path = recs_path(cfg, name)
+        df = recs_frame(ranked, name, run_date, model_version)
+        versions[f"gold.recs_{name}"] = lake.write(
+            spark, df, path, partition_by=["run_date"], replace_where={"run_date": run_date}
+        )
+    return versions
+
+
+def coverage(
+    spark: SparkSession,
+    cfg: Config,
+    users: DataFrame,
+    pairs: DataFrame,
+    ranked: DataFrame,
+    frames: BronzeFrames,
+) -> dict[str, dict[str, int]]:
+    """Per surface: users, users with exactly N rows, and the users short of N by reason.
+
+    Reasons: ``catalog_smaller_than_n`` (the surface's catalog, less the user's heard songs when
+    excluded, has fewer than N songs), ``candidate_pool_short`` (fewer than N candidates
+    although the catalog had enough: the popular fallback list ran out), ``artist_cap`` (N or
+    more candidates, fewer than N after the cap per artist).
+    """
+    catalog = surfaces.song_catalog(frames.events, frames.songs)
+    heard = surfaces.heard_pairs(frames.events)
+    out: dict[str, dict[str, int]] = {}
+    for name, surface in cfg.scoring.surfaces.items():
+        n = surfaces.surface_top_n(cfg.scoring, name)
+        got = ranked.where(F.col("surface") == name).groupBy("msno").agg(F.count("*").alias("_recs"))
+        pool = pairs.where(F.col("surface") == name).groupBy("msno").agg(F.count("*").alias("_pool"))
+        per_user = users.join(got, "msno", "left").join(pool, "msno", "left").fillna(0, ["_recs", "_pool"])
+        short = per_user.where(F.col("_recs") < n)
+        eligible = surfaces.eligible_counts(
+            short.select("msno"), heard, surfaces.surface_catalog(catalog, surface), surface
+        )
+        reason = (
+            F.when(F.col("eligible") < n, F.lit(SHORT_REASONS[0]))
+            .when(F.col("_pool") < n, F.lit(SHORT_REASONS[1]))
+            .otherwise(F.lit(SHORT_REASONS[2]))
+        )
+        counts = {
+            r["reason"]: int(r["n"])
+            for r in short.join(eligible, "msno")
+            .groupBy(reason.alias("reason"))
+            .agg(F.count("*").alias("n"))
+            .collect()
+        }
+        totals = per_user.agg(
+            F.count("*").alias("users"),
+            F.sum((F.col("_recs") == n).cast("long")).alias("full"),
+            F.sum((F.col("_recs") > n).cast("long")).alias("over"),
+        ).first()
+        if totals["over"]:
+            raise RuntimeError(f"surface {name}: {totals['over']} users got more than {n} rows")
+        out[name] = {
+            "users": int(totals["users"]),
+            "with_n": int(totals["full"] or 0),
+            **{f"short_{r}": counts.get(r, 0) for r in SHORT_REASONS},
+        }
+        short_total = sum(counts.values())
+        if short_total:
+            log.warning(
+                "score: surface %s: %d of %d users got fewer than %d rows: %s",
+                name,
+                short_total,
+                out[name]["users"],
+                n,
+                counts,
+            )
+    return out
+
+
+def _input_versions(cfg: Config) -> dict[str, int]:
+    versions = {}
+    for layer, names in (("bronze", ("events", "members", "songs", "song_extra")), ("silver", SVD_TABLES)):
+        for name in names:
+            versions[f"{layer}.{name}"] = lake.version(lake.table_path(cfg.lake.root, layer, name))
+    return versions
+
+
+def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
+    """``relisten score``: candidates, features, ensemble, top-N per surface, Delta output."""
+    clock = _Clock()
+    started = time.perf_counter()
+    run_id = new_run_id("score")
+    run_date = resolve_run_date(cfg)
+    surfaces.check_surfaces(cfg.scoring)
+    ensemble = rank.load_ensemble(cfg.models.root, cfg.scoring.profile)
+    frames = read_bronze(spark, cfg)
+    input_versions = _input_versions(cfg)
+    rules = {
+        name: rank.SurfaceRule(surfaces.surface_top_n(cfg.scoring, name), s.max_per_artist)
+        for name, s in cfg.scoring.surfaces.items()
+    }
+    log.info("score: run %s date %s, ensemble %s", run_id, run_date, ensemble.versions)
+    held: list[DataFrame] = []
+    feature_set = None
+    try:
+        with clock.stage("candidates"):
+            users, pairs = build_pairs(spark, cfg, frames)
+            users = users.persist(StorageLevel.MEMORY_AND_DISK)
+            pairs = pairs.persist(StorageLevel.MEMORY_AND_DISK)
+            held += [users, pairs]
+            n_users, n_pairs = users.count(), pairs.count()
+        with clock.stage("features_and_scoring"):
+            codes = surface_codes(spark, cfg, frames.events)
+            features, feature_set = pair_features(spark, cfg, frames, pairs, codes)
+            timer = spark.sparkContext.accumulator(0.0)
+            ranked = rank.score_and_rank(features, ensemble, rules, cfg.scoring.batch_size, timer)
+            ranked = ranked.persist(StorageLevel.MEMORY_AND_DISK)
+            held.append(ranked)
+            with rank.arrow_batch_size(spark, cfg.scoring.batch_size):
+                n_ranked = ranked.count()
+        clock.seconds["model_task_seconds"] = round(float(timer.value), 3)
+        with clock.stage("write"):
+            table_versions = write_recs(spark, cfg, ranked, run_date, ensemble.stack_version)
+        with clock.stage("coverage"):
+            covered = coverage(spark, cfg, users, pairs, ranked, frames)
+    finally:
+        if feature_set is not None:
+            feature_set.release()
+        for df in held:
+            df.unpersist()
+    clock.seconds["total"] = round(time.perf_counter() - started, 3)
+    short = sum(v for c in covered.values() for k, v in c.items() if k.startswith("short_"))
+    return {
+        "run_id": run_id,
+        "run_date": run_date,
+        "model_version": ensemble.stack_version,
+        "model_versions": ensemble.versions,
+        "input_versions": input_versions,
+        "tables": {
+            table: f"{recs_path(cfg, table.removeprefix('gold.recs_'))} (version {v})"
+            for table, v in table_versions.items()
+        },
+        "rows": {"users": n_users, "candidate_pairs": n_pairs, "recommendations": n_ranked},
+        "coverage": covered,
+        "users_short_of_n": short,
+        "seconds": clock.seconds,
+    }

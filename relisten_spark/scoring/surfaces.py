@@ -1,0 +1,180 @@
+"""Product surfaces: their catalog filters, candidate pools and the context of a scored event.
+
+A surface (``scoring.surfaces.<name>``, :class:`~relisten_spark.config.SurfaceConfig`) says which
+songs it may show (song length bounds), how many (``top_n``, default ``scoring.top_n``), the
+context a recommendation is scored in (the source tab / screen / type the surface stands for),
+whether songs the user already heard are excluded, and how many songs one artist may take.
+
+Songs without metadata have no length: a surface with a length bound leaves them out. The
+artist of the cap is the raw ``artist_name``; a song without one is its own artist
+(``song:<song_id>``), so unknown artists are never capped together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from relisten_spark import schemas
+from relisten_spark.config import ScoringConfig, SurfaceConfig
+from relisten_spark.errors import ConfigError
+
+POOL_COLUMNS = ["msno", "song_id", "artist_key", "source", "cand_rank"]
+
+
+def surface_top_n(scoring: ScoringConfig, name: str) -> int:
+    """N of surface ``name``: its own ``top_n`` or ``scoring.top_n``."""
+    return scoring.surfaces[name].top_n or scoring.top_n
+
+
+def check_surfaces(scoring: ScoringConfig) -> None:
+    """Raise :class:`ConfigError` for surfaces that cannot be filled from the candidate pool."""
+    if not scoring.surfaces:
+        raise ConfigError("scoring.surfaces is empty: configure at least one surface")
+    for name, surface in scoring.surfaces.items():
+        n = surface_top_n(scoring, name)
+        if scoring.candidates < n:
+            raise ConfigError(
+                f"scoring.candidates ({scoring.candidates}) is smaller than "
+                f"scoring.surfaces.{name}.top_n ({n})"
+            )
+        lo, hi = surface.min_song_length_ms, surface.max_song_length_ms
+        if lo is not None and hi is not None and lo > hi:
+            raise ConfigError(
+                f"scoring.surfaces.{name}: min_song_length_ms ({lo}) > max_song_length_ms ({hi})"
+            )
+
+
+def all_users(events: DataFrame, members: DataFrame) -> DataFrame:
+    """``[msno]``: every user of bronze.members or the events, once."""
+    return (
+        members.select("msno").unionByName(events.select("msno")).where(F.col("msno").isNotNull()).distinct()
+    )
+
+
+def heard_pairs(events: DataFrame) -> DataFrame:
+    """``[msno, song_id]``: the distinct pairs of the log (train and test rows)."""
+    return events.select("msno", "song_id").where(F.col("song_id").isNotNull()).distinct()
+
+
+def song_catalog(events: DataFrame, songs: DataFrame) -> DataFrame:
+    """``[song_id, song_length, artist_key]``: every song of the log with its metadata.
+
+    Only songs that occur in the log can become candidates (they alone have factors or plays).
+    """
+    played = events.select("song_id").where(F.col("song_id").isNotNull()).distinct()
+    meta = songs.select("song_id", "song_length", "artist_name").dropDuplicates(["song_id"])
+    return played.join(meta, "song_id", "left").select(
+        "song_id",
+        "song_length",
+        F.coalesce(F.col("artist_name"), F.concat(F.lit("song:"), F.col("song_id"))).alias("artist_key"),
+    )
+
+
+def surface_catalog(catalog: DataFrame, surface: SurfaceConfig) -> DataFrame:
+    """``[song_id, artist_key]``: the songs of ``catalog`` that ``surface`` may show."""
+    keep = F.lit(True)
+    if surface.min_song_length_ms is not None:
+        keep = keep & (F.col("song_length") >= surface.min_song_length_ms)
+    if surface.max_song_length_ms is not None:
+        keep = keep & (F.col("song_length") <= surface.max_song_length_ms)
+    return catalog.where(F.coalesce(keep, F.lit(False))).select("song_id", "artist_key")
+
+
+def candidate_pool(
+    users: DataFrame,
+    nearest: DataFrame,
+    popular: DataFrame,
+    heard: DataFrame,
+    catalog: DataFrame,
+    surface: SurfaceConfig,
+    k: int,
+) -> DataFrame:
+    """Each user's ``k`` candidates for one surface: nearest songs first, popular songs after.
+
+    ``users`` ``[msno]``; ``nearest`` ``[msno, song_id, factor_rank, ...]``; ``popular``
+    ``[song_id, pop_rank]`` (already limited to the surface's catalog); ``heard``
+    ``[msno, song_id]``; ``catalog`` ``[song_id, artist_key]`` from :func:`surface_catalog`.
+    Nearest songs outside the catalog (or heard, when the surface excludes them) are dropped;
+    users left with fewer than ``k`` (no factors, a short list) are filled with popular songs
+    they may see, in popularity order. Returns :data:`POOL_COLUMNS` with ``source`` in
+    {nearest, popular} and ``cand_rank`` 1..(at most) k.
+    """
+    near = nearest.join(catalog, "song_id").select("msno", "song_id", "artist_key", "factor_rank")
+    if surface.exclude_heard:
+        near = near.join(heard, ["msno", "song_id"], "left_anti")
+    counts = near.groupBy("msno").agg(F.count("*").alias("_near"))
+    short = users.join(counts, "msno", "left").where(F.coalesce(F.col("_near"), F.lit(0)) < k).select("msno")
+    fill = short.crossJoin(F.broadcast(popular.join(catalog, "song_id")))
+    if surface.exclude_heard:
+        fill = fill.join(heard, ["msno", "song_id"], "left_anti")
+    fill = fill.join(near.select("msno", "song_id"), ["msno", "song_id"], "left_anti")
+    both = near.select(
+        "msno",
+        "song_id",
+        "artist_key",
+        F.lit("nearest").alias("source"),
+        F.lit(0).alias("_prio"),
+        F.col("factor_rank").alias("_r"),
+    ).unionByName(
+        fill.select(
+            "msno",
+            "song_id",
+            "artist_key",
+            F.lit("popular").alias("source"),
+            F.lit(1).alias("_prio"),
+            F.col("pop_rank").alias("_r"),
+        )
+    )
+    order = Window.partitionBy("msno").orderBy("_prio", "_r", "song_id")
+    return (
+        both.withColumn("cand_rank", F.row_number().over(order))
+        .where(F.col("cand_rank") <= k)
+        .select(*POOL_COLUMNS)
+    )
+
+
+def eligible_counts(
+    users: DataFrame, heard: DataFrame, catalog: DataFrame, surface: SurfaceConfig
+) -> DataFrame:
+    """``[msno, eligible long]``: songs of the surface's catalog each user may be shown.
+
+    The catalog size, less the user's heard songs in it when the surface excludes them.
+    """
+    size = catalog.agg(F.count("*").alias("_size"))
+    base = users.crossJoin(size)
+    if not surface.exclude_heard:
+        return base.select("msno", F.col("_size").alias("eligible"))
+    heard_in = heard.join(catalog.select("song_id"), "song_id").groupBy("msno").agg(F.count("*").alias("_h"))
+    return base.join(heard_in, "msno", "left").select(
+        "msno", (F.col("_size") - F.coalesce(F.col("_h"), F.lit(0))).alias("eligible")
+    )
+
+
+def context_events(pairs: DataFrame, surfaces: Mapping[str, SurfaceConfig], idx: int) -> DataFrame:
+    """Hypothetical events "now" for scoring, with each surface's context.
+
+    ``pairs``: ``[surface, msno, song_id]``. Returns rows of the bronze.events schema plus
+    ``surface``: ``idx`` the given value for every row (one point in time, after the log),
+    ``split = 'score'``, ``target`` null, and the source tab / screen / type of the surface.
+    """
+
+    def pick(attr: str) -> F.Column:
+        expr = F.lit(None).cast("string")
+        for name, surface in surfaces.items():
+            expr = F.when(F.col("surface") == name, F.lit(getattr(surface, attr))).otherwise(expr)
+        return expr.alias(attr)
+
+    columns = {
+        "idx": F.lit(idx).cast("long").alias("idx"),
+        "msno": F.col("msno"),
+        "song_id": F.col("song_id"),
+        "source_system_tab": pick("source_system_tab"),
+        "source_screen_name": pick("source_screen_name"),
+        "source_type": pick("source_type"),
+        "target": F.lit(None).cast("int").alias("target"),
+        "split": F.lit("score").alias("split"),
+    }
+    return pairs.select(*(columns[f.name] for f in schemas.EVENTS.fields), "surface")

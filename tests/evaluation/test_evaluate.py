@@ -1,0 +1,114 @@
+"""``relisten evaluate``: gold.predictions -> gold.metrics, with the oracle AUC on synthetic data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pyspark.sql import types as T
+from sklearn import metrics as skm
+
+from relisten_spark import lake
+from relisten_spark.errors import InputError
+from relisten_spark.evaluation import evaluate
+from relisten_spark.evaluation.metrics import METRIC_NAMES
+from relisten_spark.evaluation.predictions import write_predictions
+
+pytestmark = pytest.mark.spark
+
+PRED_SCHEMA = T.StructType(
+    [
+        T.StructField("idx", T.LongType()),
+        T.StructField("msno", T.StringType()),
+        T.StructField("song_id", T.StringType()),
+        T.StructField("eval_split", T.StringType()),
+        T.StructField("split_mode", T.StringType()),
+        T.StructField("target", T.IntegerType()),
+        T.StructField("score", T.DoubleType()),
+    ]
+)
+N_TRAIN, N_TEST = 40, 5
+RNG = np.random.default_rng(11)
+P_TRUE = np.round(RNG.uniform(0.05, 0.95, N_TRAIN + N_TEST), 6)
+TARGET = (RNG.random(N_TRAIN + N_TEST) < P_TRUE).astype(int)
+SPLIT = {i: "calib" if i < 20 else "eval" for i in range(N_TRAIN)}  # all 40 train rows are holdout here
+MODELS = {  # (model, profile, split_mode): score of row i
+    ("lightgbm", "full", "time"): lambda i: float(np.clip(P_TRUE[i] + 0.2 * np.sin(i), 0.01, 0.99)),
+    ("popularity", "full", "time"): lambda i: round(0.3 + 0.1 * (i % 3), 2),  # heavy ties
+    ("jenn", "serving", "random"): lambda i: float(np.clip(1 - P_TRUE[i], 0.01, 0.99)),
+}
+
+
+def _write(spark, cfg) -> None:
+    for (model, profile, mode), score in MODELS.items():
+        rows = [(i, f"u{i}", f"s{i}", SPLIT[i], mode, int(TARGET[i]), score(i)) for i in range(N_TRAIN)]
+        rows += [(N_TRAIN + j, "u0", "s0", "test", mode, None, 0.5) for j in range(N_TEST)]
+        write_predictions(spark, cfg, spark.createDataFrame(rows, PRED_SCHEMA), model, "v1", profile, "r1")
+
+
+def _truth(cfg) -> None:
+    raw = Path(cfg.data.raw_dir)
+    raw.mkdir(parents=True)
+    lines = ["split,row,p_true"]
+    lines += [f"train,{i},{P_TRUE[i]}" for i in range(N_TRAIN)]
+    lines += [f"test,{j},{P_TRUE[N_TRAIN + j]}" for j in range(N_TEST)]
+    (raw / "truth.csv").write_text("\n".join(lines) + "\n")
+
+
+def _expected() -> dict[tuple, float]:
+    out = {}
+    for (model, profile, mode), score in MODELS.items():
+        for part in ("calib", "eval"):
+            rows = [i for i in range(N_TRAIN) if SPLIT[i] == part]
+            y, s = TARGET[rows], np.array([score(i) for i in rows])
+            pred = (s >= 0.5).astype(int)
+            values = {
+                "roc_auc": skm.roc_auc_score(y, s),
+                "pr_auc": skm.average_precision_score(y, s),
+                "logloss": skm.log_loss(y, s),
+                "accuracy": skm.accuracy_score(y, pred),
+                "precision": skm.precision_score(y, pred, zero_division=0),
+                "recall": skm.recall_score(y, pred, zero_division=0),
+                "f1": skm.f1_score(y, pred, zero_division=0),
+                "oracle_roc_auc": skm.roc_auc_score(y, P_TRUE[rows]),
+            }
+            out.update({(model, profile, part, metric, mode): v for metric, v in values.items()})
+    return out
+
+
+def test_evaluate_writes_every_metric_of_every_model_and_is_idempotent(spark, tmp_lake):
+    _write(spark, tmp_lake)
+    _truth(tmp_lake)
+    summary = evaluate.run(spark, tmp_lake)
+    path = evaluate.metrics_path(tmp_lake)
+    table = lake.read(spark, path).collect()
+    got = {(r["model"], r["profile"], r["split"], r["metric"], r["split_mode"]): r["value"] for r in table}
+    assert len(table) == len(got) == 3 * 2 * (len(METRIC_NAMES) + 1)
+    assert got == pytest.approx(_expected(), abs=1e-12)
+    assert {r["run_id"] for r in table} == {summary["run_id"]}
+    assert (
+        summary["eval"]["jenn/serving (random split)"]["roc_auc"]
+        == f"{_expected()[('jenn', 'serving', 'eval', 'roc_auc', 'random')]:.4f}"
+    )
+    assert summary["models"] == 3
+    assert summary["oracle"] is True
+
+    again = evaluate.run(spark, tmp_lake)
+    rerun = lake.read(spark, path).collect()
+    assert {r["run_id"] for r in rerun} == {again["run_id"]} != {summary["run_id"]}
+    assert {
+        (r["model"], r["profile"], r["split"], r["metric"], r["split_mode"]): r["value"] for r in rerun
+    } == got
+    assert lake.version(path) == 1  # each run is one overwrite; the first stays readable in history
+
+
+@pytest.mark.slow
+def test_no_oracle_on_kkbox_data_and_missing_predictions(spark, tmp_lake):
+    with pytest.raises(InputError, match=r"no predictions at .*gold/predictions"):
+        evaluate.run(spark, tmp_lake)
+    _write(spark, tmp_lake)
+    kkbox = tmp_lake.model_copy(update={"data": tmp_lake.data.model_copy(update={"source": "kkbox"})})
+    evaluate.run(spark, kkbox)
+    metrics = {r["metric"] for r in lake.read(spark, evaluate.metrics_path(kkbox)).collect()}
+    assert metrics == set(METRIC_NAMES)

@@ -1,0 +1,319 @@
+"""relisten score: candidate pairs per surface, surface contexts, Delta output, coverage."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from deltalake import DeltaTable
+from pyspark.sql import functions as F
+from pyspark.testing import assertDataFrameEqual
+
+from relisten_spark import lake, schemas
+from relisten_spark.config import SurfaceConfig
+from relisten_spark.errors import ConfigError
+from relisten_spark.features import encode
+from relisten_spark.features.build import BronzeFrames
+from relisten_spark.scoring import score
+
+pytestmark = pytest.mark.spark
+
+DIM = 3
+SONGS = {  # song_id: (length ms, artist)
+    "s1": (200_000, "A"),
+    "s2": (200_000, "A"),
+    "s3": (200_000, "A"),
+    "s4": (400_000, "B"),
+    "s5": (250_000, "C"),
+    "s6": (180_000, "D"),
+    "s7": (210_000, "E"),
+}
+LOG = [
+    ("u1", "s1"),
+    ("u1", "s4"),
+    ("u2", "s2"),
+    ("u2", "s3"),
+    ("u2", "s1"),
+    ("u3", "s5"),
+    ("u1", "s6"),
+    ("u3", "s7"),
+]
+
+
+def _cfg(tmp_lake, **scoring):
+    surfaces = {
+        "story": SurfaceConfig(max_song_length_ms=300_000, exclude_heard=True, max_per_artist=1,
+                               source_system_tab="discover", source_screen_name="Discover Feature",
+                               source_type="online-playlist"),
+        "shopping": SurfaceConfig(exclude_heard=False, source_system_tab="search",
+                                  source_screen_name="Search", source_type="song"),
+    }  # fmt: skip
+    values = {"candidates": 3, "candidate_margin": 2, "top_n": 2, "surfaces": surfaces, **scoring}
+    return tmp_lake.model_copy(update={"scoring": tmp_lake.scoring.model_copy(update=values)})
+
+
+def _bronze(spark, cfg) -> BronzeFrames:
+    rows = [
+        (i, m, s, "discover" if i % 2 else "search", "Search", "song", i % 2, "train")
+        for i, (m, s) in enumerate(LOG)
+    ]
+    events = spark.createDataFrame(rows, schemas.EVENTS)
+    members = spark.createDataFrame(
+        [(u, 1, 20, "male", 7, 20150101, 20180101) for u in ("u1", "u2", "u3", "cold")], schemas.MEMBERS
+    )
+    songs = spark.createDataFrame(
+        [(s, length, "465", artist, None, None, 3) for s, (length, artist) in SONGS.items()], schemas.SONGS
+    )
+    extra = spark.createDataFrame([], schemas.SONG_EXTRA)
+    return BronzeFrames(events, members, songs, extra)
+
+
+def _write_svd(spark, cfg) -> None:
+    rng = np.random.default_rng(1)
+    members = [("serving", u, *map(float, rng.normal(size=DIM))) for u in ("u1", "u2", "u3")]
+    songs = [("serving", s, *map(float, rng.normal(size=DIM))) for s in SONGS]
+    comps = ", ".join(f"{{p}}_component_{j} float" for j in range(DIM))
+    root = cfg.lake.root
+    values = [("serving", "user_song", j, float(3 - j)) for j in range(DIM)]
+    tables = {
+        "svd_member": (members, "profile string, msno string, " + comps.format(p="member")),
+        "svd_song": (songs, "profile string, song_id string, " + comps.format(p="song")),
+        "svd_values": (values, "profile string, matrix string, component int, value double"),
+    }
+    for name, (rows, schema) in tables.items():
+        df = spark.createDataFrame(rows, schema)
+        lake.write(spark, df, f"{root}/silver/{name}", partition_by=["profile"])
+
+
+def test_build_pairs_gives_every_user_k_candidates_per_surface(spark, tmp_lake) -> None:
+    cfg = _cfg(tmp_lake)
+    _write_svd(spark, cfg)
+    frames = _bronze(spark, cfg)
+    users, pairs = score.build_pairs(spark, cfg, frames)
+    got = pairs.toPandas()
+
+    assert sorted(r.msno for r in users.collect()) == ["cold", "u1", "u2", "u3"]
+    sizes = got.groupby(["surface", "msno"]).size()
+    assert (sizes == 3).all()
+    assert len(sizes) == 8  # 4 users x 2 surfaces, the cold user included
+    story = got[got["surface"] == "story"]
+    heard = set(LOG)
+    assert not any((m, s) in heard for m, s in zip(story["msno"], story["song_id"], strict=True))
+    assert "s4" not in set(story["song_id"])  # 400 s is longer than the story bound
+    cold = got[got["msno"] == "cold"]
+    assert set(cold["source"]) == {"popular"}
+    # popular order: plays desc then id: s1 (2 plays) first
+    assert cold[cold["surface"] == "shopping"].sort_values("cand_rank")["song_id"].tolist()[0] == "s1"
+
+
+def test_surface_codes_follow_the_feature_encoders(spark, tmp_lake) -> None:
+    same = SurfaceConfig(source_system_tab="search", source_screen_name="Search", source_type="song")
+    unseen = SurfaceConfig(source_system_tab="nowhere", source_screen_name="Search", source_type="song")
+    cfg = _cfg(tmp_lake, surfaces={"a": same, "b": same.model_copy(), "c": unseen})
+    frames = _bronze(spark, cfg)
+    got = score.surface_codes(spark, cfg, frames.events)
+
+    fitted = encode.fit_event_codes(frames.events, encode.fit_rows("serving", 6))
+    tab = {r["value"]: r["code"] for r in fitted.sources["source_system_tab"].mapping.collect()}
+    unseen_code = fitted.sources["source_system_tab"].unseen
+    want = spark.createDataFrame(
+        [("a", "a", tab["search"], 1, 1), ("b", "a", tab["search"], 1, 1), ("c", "c", unseen_code, 1, 1)],
+        "surface string, context string, source_system_tab int, source_screen_name int, source_type int",
+    )
+    assertDataFrameEqual(got, want)
+
+
+def _ranked(spark, rows):
+    return spark.createDataFrame(rows, score.rank.RANKED_SCHEMA)
+
+
+def test_write_recs_replaces_one_date_and_keeps_the_others(spark, tmp_lake) -> None:
+    cfg = _cfg(tmp_lake)
+    first = _ranked(spark, [("story", "u1", 1, "s1", 0.9, ["f:+0.1"]), ("shopping", "u1", 1, "s2", 0.8, [])])
+    score.write_recs(spark, cfg, first, "2026-11-01", "v1")
+    score.write_recs(spark, cfg, first, "2026-11-02", "v1")
+    again = _ranked(spark, [("story", "u9", 1, "s7", 0.5, ["g:+0.2"]), ("story", "u9", 2, "s6", 0.4, [])])
+    versions = score.write_recs(spark, cfg, again, "2026-11-01", "v2")
+
+    story_path = score.recs_path(cfg, "story")
+    assert versions == {"gold.recs_story": 2, "gold.recs_shopping": 2}
+    table = DeltaTable(story_path)
+    assert table.metadata().partition_columns == ["run_date"]
+    got = table.to_pandas().sort_values(["run_date", "rank"])
+    assert got[["run_date", "msno", "rank", "song_id", "model_version"]].values.tolist() == [
+        ["2026-11-01", "u9", 1, "s7", "v2"],
+        ["2026-11-01", "u9", 2, "s6", "v2"],
+        ["2026-11-02", "u1", 1, "s1", "v1"],
+    ]
+    assert lake.read(spark, story_path).schema == schemas.RECS
+    shopping = DeltaTable(score.recs_path(cfg, "shopping")).to_pandas()
+    assert sorted(shopping["run_date"]) == ["2026-11-02"]  # the rerun of 11-01 had no shopping rows
+
+
+def test_coverage_counts_short_users_by_reason(spark, tmp_lake) -> None:
+    cfg = _cfg(tmp_lake, top_n=2)
+    frames = _bronze(spark, cfg)
+    users = spark.createDataFrame([("u1",), ("u2",), ("u3",), ("cold",)], "msno string")
+    pairs = spark.createDataFrame(
+        [("story", "u1", "s5", "C", "nearest", 1), ("story", "u1", "s7", "E", "nearest", 2),
+         ("story", "u3", "s1", "A", "nearest", 1), ("story", "u3", "s2", "A", "nearest", 2),
+         ("story", "cold", "s1", "A", "popular", 1)],
+        "surface string, msno string, song_id string, artist_key string, source string, cand_rank int",
+    )  # fmt: skip
+    ranked = _ranked(
+        spark,
+        [
+            ("story", "u1", 1, "s5", 0.9, []),
+            ("story", "u1", 2, "s7", 0.8, []),
+            ("story", "u3", 1, "s1", 0.7, []),
+        ],
+    )
+    only_story = {"surfaces": {"story": cfg.scoring.surfaces["story"]}}
+    cfg = cfg.model_copy(update={"scoring": cfg.scoring.model_copy(update=only_story)})
+    got = score.coverage(spark, cfg, users, pairs, ranked, frames)
+    # u2 heard s1, s2, s3 and only s5, s6, s7 remain in the story catalog: 3 >= 2, yet no candidates
+    assert got == {
+        "story": {
+            "users": 4,
+            "with_n": 1,
+            "short_catalog_smaller_than_n": 0,
+            "short_candidate_pool_short": 2,
+            "short_artist_cap": 1,
+        }
+    }
+
+
+def test_run_date_must_be_a_date(tmp_lake) -> None:
+    with pytest.raises(ConfigError, match=r"scoring\.run_date"):
+        score.resolve_run_date(_cfg(tmp_lake, run_date="2026-13-01"))
+    assert score.resolve_run_date(_cfg(tmp_lake, run_date="2026-11-23")) == "2026-11-23"
+
+
+def test_recs_frame_has_the_recs_schema(spark) -> None:
+    ranked = _ranked(spark, [("story", "u1", 1, "s1", 0.9, ["a:+1.0000"])])
+    got = score.recs_frame(ranked, "story", "2026-11-23", "v7")
+    assert [(f.name, f.dataType) for f in got.schema] == [(f.name, f.dataType) for f in schemas.RECS]
+    assert got.where(F.col("model_version") == "v7").count() == 1
+
+
+# ---- the acceptance invariants on the Delta tables -----------------------------------------
+def check_recs(cfg, run_date: str, users: set[str], coverage: dict[str, dict[str, int]]) -> None:
+    """N rows per user (or counted short), ranks 1..N, non-increasing scores with the song_id
+    tie-break, no heard song where excluded, the artist cap, reasons present."""
+    heard = set(LOG)
+    artist = {s: a for s, (_, a) in SONGS.items()}
+    for name, surface in cfg.scoring.surfaces.items():
+        n = surface.top_n or cfg.scoring.top_n
+        recs = DeltaTable(score.recs_path(cfg, name)).to_pandas(partitions=[("run_date", "=", run_date)])
+        short = 0
+        for user in users:
+            rows = recs[recs["msno"] == user].sort_values("rank")
+            short += len(rows) < n
+            assert len(rows) <= n
+            assert rows["rank"].tolist() == list(range(1, len(rows) + 1))
+            pairs = list(zip(rows["score"], rows["song_id"], strict=True))
+            assert all(a[0] > b[0] or (a[0] == b[0] and a[1] < b[1]) for a, b in itertools.pairwise(pairs))
+            if surface.exclude_heard:
+                assert not {(user, s) for s in rows["song_id"]} & heard
+            if surface.max_per_artist:
+                assert rows["song_id"].map(artist).value_counts().max() <= surface.max_per_artist
+            assert all(len(r) == 3 for r in rows["reasons"])
+        assert set(recs["msno"]) <= users
+        assert short == sum(v for k, v in coverage[name].items() if k.startswith("short_"))
+        assert coverage[name]["with_n"] == len(users) - short
+
+
+def _train_lgb(features: list[str], seed: int = 0):
+    import lightgbm as lgb
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(300, len(features)))
+    y = (x[:, 0] + rng.normal(scale=0.7, size=300) > 0).astype(int)
+    params = {"objective": "binary", "num_leaves": 5, "min_data_in_leaf": 5, "verbose": -1}
+    return lgb.train(params, lgb.Dataset(x, y, feature_name=features), num_boost_round=8)
+
+
+def _register(cfg, features: list[str]) -> str:
+    from relisten_spark.models import registry
+
+    booster = _train_lgb(features)
+    version = registry.save_model(
+        cfg.models.root,
+        "lightgbm",
+        lambda f: booster.save_model(str(f / "model.txt")),
+        {"features": features, "profile": "serving"},
+    )
+    meta = {
+        "profile": "serving",
+        "base_models": {"lightgbm": version},
+        "weights": {"lightgbm": 1.0},
+        "intercept": 0.0,
+    }
+    return registry.save_model(cfg.models.root, "stack", lambda f: (f / "stack.json").write_text("{}"), meta)
+
+
+def test_ranked_recommendations_meet_the_acceptance_invariants(spark, tmp_lake) -> None:
+    """Candidates -> (stand-in features) -> ensemble -> Delta, and a rerun of the date."""
+    cfg = _cfg(tmp_lake, candidates=4)
+    _write_svd(spark, cfg)
+    frames = _bronze(spark, cfg)
+    features = [f"f{j}" for j in range(4)]
+    stack_version = _register(cfg, features)
+    ens = score.rank.load_ensemble(cfg.models.root, "serving")
+    users, pairs = score.build_pairs(spark, cfg, frames)
+    pairs = pairs.persist()
+    # deterministic stand-in features; ties between songs are frequent (4 values per column)
+    with_features = pairs.select(
+        "*",
+        *[
+            ((F.abs(F.xxhash64("msno", "song_id", F.lit(j))) % 4) / 4.0).alias(f)
+            for j, f in enumerate(features)
+        ],
+    )
+    rules = {
+        name: score.rank.SurfaceRule(s.top_n or cfg.scoring.top_n, s.max_per_artist)
+        for name, s in cfg.scoring.surfaces.items()
+    }
+    ranked = score.rank.score_and_rank(with_features, ens, rules, batch_size=3).persist()
+    with score.rank.arrow_batch_size(spark, 3):
+        ranked.count()
+    score.write_recs(spark, cfg, ranked, "2026-11-22", stack_version)
+    score.write_recs(spark, cfg, ranked, "2026-11-23", stack_version)
+    covered = score.coverage(spark, cfg, users, pairs, ranked, frames)
+    all_users = {"u1", "u2", "u3", "cold"}
+    check_recs(cfg, "2026-11-23", all_users, covered)
+
+    before = DeltaTable(score.recs_path(cfg, "story")).to_pandas().sort_values(["run_date", "msno", "rank"])
+    versions = score.write_recs(spark, cfg, ranked, "2026-11-23", stack_version)  # rerun of the date
+    after = DeltaTable(score.recs_path(cfg, "story")).to_pandas().sort_values(["run_date", "msno", "rank"])
+    assert versions["gold.recs_story"] == 2
+    # same rows: the partition was replaced, not appended to; the other date kept
+    assert before.reset_index(drop=True).equals(after.reset_index(drop=True))
+    assert sorted(after["run_date"].unique()) == ["2026-11-22", "2026-11-23"]
+
+
+@pytest.mark.slow
+def test_score_command_end_to_end(spark, tmp_lake) -> None:
+    """`relisten score` with the feature job's compute_features on a tiny lake; gold.runs row."""
+    from relisten_spark.cli import run_command
+    from relisten_spark.features import manifest
+
+    cfg = _cfg(tmp_lake, candidates=4, run_date="2026-11-23")
+    frames = _bronze(spark, cfg)
+    for name in ("events", "members", "songs", "song_extra"):
+        lake.write(spark, getattr(frames, name), lake.table_path(cfg.lake.root, "bronze", name))
+    _write_svd(spark, cfg)
+    serving = {s.name for s in manifest.profile_specs("serving")}
+    version = _register(cfg, [c for c in manifest.gbdt_columns() if c in serving])
+
+    ((_, summary, _),) = run_command("score", cfg)
+
+    assert summary["model_version"] == version
+    check_recs(cfg, "2026-11-23", {"u1", "u2", "u3", "cold"}, summary["coverage"])
+    runs = lake.read(spark, lake.table_path(cfg.lake.root, "gold", "runs")).collect()
+    assert [(r.command, r.status) for r in runs] == [("score", "succeeded")]
+    assert runs[0].model_versions["stack"] == version
+    assert runs[0].input_versions["bronze.events"] == 0
+    assert runs[0].row_counts["rows.candidate_pairs"] == summary["rows"]["candidate_pairs"]
+    assert runs[0].timings_s["seconds.candidates"] > 0
