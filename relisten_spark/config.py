@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
@@ -159,7 +160,8 @@ def _default_surfaces() -> dict[str, SurfaceConfig]:
 class ScoringConfig(Section):
     top_n: int = Field(20, ge=1)
     candidates: int = Field(200, ge=1)
-    run_date: str | None = None
+    # the partition written (YYYY-MM-DD; YAML and --set parse it as a date); None = today (UTC)
+    run_date: date | None = None
     profile: Literal["serving", "full"] = "serving"
     block_size: int = Field(4096, ge=1)
     # songs per shard row in candidate generation (one shard = one task-side matrix)

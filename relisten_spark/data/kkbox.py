@@ -14,8 +14,8 @@ Python on the rows, no multi-line CSV parser):
   is ``song_id``, after the last comma ``isrc``, everything between is ``name`` (unquoted when
   it is a well-formed quoted field, verbatim otherwise). A standard CSV parser lets one
   unbalanced quote swallow 148 lines of the real file; this rule keeps every song;
-* lines made only of commas (the 35,000 ``,,,,,`` padding rows at the end of ``test.csv``)
-  and blank lines are dropped and counted, not quarantined;
+* lines made only of commas and blanks (the 35,000 ``,,,,,`` padding rows at the end of
+  ``test.csv``) and empty lines are dropped and counted, not quarantined;
 * empty fields become nulls; literal ``null`` / ``Unknown`` / ``-`` strings are real
   categories and kept; tabs and non-breaking spaces inside names are kept (features clean
   names later); leading/trailing whitespace of id fields is stripped;
@@ -150,11 +150,11 @@ class Layout:
 
 
 def read_lines(spark: SparkSession, path: str) -> DataFrame:
-    """The physical lines of ``path``: ``[value string, _pid int, _pos long, _block long]``.
+    """The physical lines of ``path``: ``[value string, _block long]``.
 
-    ``_pid`` is the scan partition, ``_pos`` the line's position inside it and ``_block`` the
-    byte offset of the partition's file split. Lines end at ``\\n`` only (a ``\\r`` before it
-    is removed by :func:`parse_lines`). A missing file raises :class:`InputError`.
+    ``_block`` is the byte offset of the file split the line was read from. Lines end at
+    ``\\n`` only (a ``\\r`` before it is removed by :func:`parse_lines`). A missing file
+    raises :class:`InputError`.
     """
     try:
         text = spark.read.option("lineSep", "\n").text(path)
@@ -162,13 +162,22 @@ def read_lines(spark: SparkSession, path: str) -> DataFrame:
         if "PATH_NOT_FOUND" in str(exc):
             raise InputError(f"input file not found: {path}") from None
         raise
-    return text.select(
-        "value",
-        F.spark_partition_id().alias("_pid"),
-        (F.monotonically_increasing_id() - F.shiftleft(F.spark_partition_id().cast("long"), _POS_BITS)).alias(
-            "_pos"
-        ),
-        F.col("_metadata.file_block_start").alias("_block"),
+    return text.select("value", F.col("_metadata.file_block_start").alias("_block"))
+
+
+def position(lines: DataFrame) -> DataFrame:
+    """Add ``_pid`` (the scan partition) and ``_pos`` (the line's position inside it).
+
+    ``lines`` must be the scan plus row-wise projections only (no filter, join or shuffle),
+    so that positions count every physical line in the order it was read. Filters put on
+    the result stay above these non-deterministic columns (the optimiser never pushes a
+    filter through them), so the parse below runs once per line.
+    """
+    pid = F.spark_partition_id()
+    return lines.select(
+        "*",
+        pid.alias("_pid"),
+        (F.monotonically_increasing_id() - F.shiftleft(pid.cast("long"), _POS_BITS)).alias("_pos"),
     )
 
 
@@ -190,7 +199,7 @@ def read_header(lines: DataFrame, path: str) -> tuple[str, ...]:
 def layouts(lines: Mapping[str, DataFrame], headers: Mapping[str, tuple[str, ...]]) -> dict[str, Layout]:
     """Where each scan partition of each file starts, in one scan over all the files.
 
-    ``lines`` (:func:`read_lines`) and ``headers`` are keyed alike. Partitions are put in
+    ``lines`` (:func:`position`) and ``headers`` are keyed alike. Partitions are put in
     file order by the byte offset of their split; only one row per partition reaches the
     driver.
     """
@@ -220,14 +229,20 @@ def check_header(source: Source, header: tuple[str, ...], path: str) -> None:
 
 
 def _offset(offsets: Mapping[int, int], pid: Column) -> Column:
+    """``offsets[pid]`` as a literal map lookup (one entry per scan partition)."""
     pairs = [F.lit(x) for item in sorted(offsets.items()) for x in item]
     return F.element_at(F.create_map(*pairs).cast(T.MapType(T.IntegerType(), T.LongType())), pid)
 
 
-def number_lines(lines: DataFrame, lay: Layout) -> DataFrame:
-    """Add ``line_number`` (1-based, file order) and drop the header line."""
-    numbered = lines.withColumn("line_number", _offset(lay.line_offsets, F.col("_pid")) + F.col("_pos") + 1)
-    return numbered.where(F.col("line_number") > 1)
+def number_lines(positioned: DataFrame, lay: Layout) -> DataFrame:
+    """Add ``line_number`` (1-based, file order; the header is line 1) to :func:`position`'s output."""
+    return positioned.withColumn("line_number", _offset(lay.line_offsets, F.col("_pid")) + F.col("_pos") + 1)
+
+
+def _data(numbered: DataFrame, status: str | None = None) -> DataFrame:
+    """The lines after the header, optionally only those of one status."""
+    keep = F.col("line_number") > 1
+    return numbered.where(keep if status is None else keep & (F.col("status") == status))
 
 
 # ---- parsing ----------------------------------------------------------------------------
@@ -335,9 +350,9 @@ def _values(fields: DataFrame, source: Source, header: tuple[str, ...]) -> tuple
 
 
 def parse_lines(numbered: DataFrame, source: Source, header: tuple[str, ...]) -> DataFrame:
-    """Parse the numbered data lines of one file.
+    """Parse the lines of one file, line by line.
 
-    In: ``[value, line_number, ...]`` (:func:`number_lines`). Out: the input columns plus
+    In: ``[value, ...]`` (:func:`read_lines`). Out: the input columns plus
     ``raw`` (the line without its terminator), ``status`` (``ok`` | ``padding`` | ``bad``),
     ``reason`` (why a ``bad`` line was rejected, else null) and one typed column per column
     of ``source`` (string for id/text, int, long for ``long`` columns), plus working columns
@@ -384,11 +399,12 @@ class Parsed:
 def count_statuses(
     frames: Mapping[str, DataFrame], sources: Mapping[str, Source], lays: Mapping[str, Layout]
 ) -> dict[str, Parsed]:
-    """Count every file's lines by scan partition and status, in one small job over all files.
+    """Count every file's data lines by scan partition and status, in one scan over all files.
 
-    ``frames`` (:func:`parse_lines`), ``sources`` and ``lays`` are keyed alike.
+    ``frames`` (:func:`parse_lines` + :func:`position` + :func:`number_lines`), ``sources``
+    and ``lays`` are keyed alike. Only one row per partition and status reaches the driver.
     """
-    per_file = [df.select(F.lit(key).alias("_key"), "_pid", "status") for key, df in frames.items()]
+    per_file = [_data(df).select(F.lit(key).alias("_key"), "_pid", "status") for key, df in frames.items()]
     rows = _union(per_file).groupBy("_key", "_pid", "status").count().collect()
     result: dict[str, Parsed] = {}
     for key, frame in frames.items():
@@ -419,14 +435,14 @@ def count_statuses(
 
 def accepted(parsed: Parsed, first_index: int = 0) -> DataFrame:
     """Accepted rows with ``row_index``: ``first_index`` + their rank in file order."""
-    ok = parsed.frame.where(F.col("status") == "ok")
+    ok = _data(parsed.frame, "ok")
     rank = F.monotonically_increasing_id() - F.shiftleft(F.col("_pid").cast("long"), _POS_BITS)
     return ok.withColumn("row_index", F.lit(first_index) + _offset(parsed.ok_offsets, F.col("_pid")) + rank)
 
 
 def rejected(parsed: Parsed, run_id: str) -> DataFrame:
     """Quarantine rows of one file: ``[file, line_number, raw, reason, run_id]``."""
-    bad = parsed.frame.where(F.col("status") == "bad")
+    bad = _data(parsed.frame, "bad")
     return bad.select(
         F.lit(parsed.source.file).alias("file"),
         F.col("line_number").cast("long"),
@@ -466,8 +482,14 @@ def events_frame(train: Parsed, test: Parsed) -> DataFrame:
 def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     """Ingest the KKBOX CSV files of ``cfg.data.raw_dir`` into the bronze tables.
 
-    Every file and header is checked before anything is written. Returns rows per table,
-    quarantined lines per file and dropped padding rows per file.
+    Every file and header is checked before anything is written. Jobs: one tiny job per
+    header, one scan counting lines per partition, one parse counting statuses (all files
+    together), then one write per table; rows never reach the driver. ``test.csv``'s ``id``
+    must be an integer, but ``idx`` follows file order (the real ids are 0..n-1 in file order).
+
+    Returns ``run_id``; ``rows`` per table; ``train_rows`` and ``test_rows``; ``quarantined``
+    lines per file; ``padding_rows_dropped`` per file (comma-only lines, dropped and not
+    quarantined); the new table ``versions``.
     """
     started = time.perf_counter()
     run_id = new_run_id("ingest")
@@ -476,12 +498,12 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     headers = {name: read_header(lines[name], path) for name, path in paths.items()}
     for name, source in SOURCES.items():
         check_header(source, headers[name], paths[name])
-    lays = layouts(lines, headers)
-    frames = {
-        name: parse_lines(number_lines(lines[name], lays[name]), source, lays[name].header)
-        for name, source in SOURCES.items()
+    positioned = {
+        name: position(parse_lines(lines[name], source, headers[name])) for name, source in SOURCES.items()
     }
-    parsed = count_statuses(frames, SOURCES, lays)
+    lays = layouts(positioned, headers)
+    numbered = {name: number_lines(positioned[name], lays[name]) for name in SOURCES}
+    parsed = count_statuses(numbered, SOURCES, lays)
 
     root = cfg.lake.root
     outputs = {

@@ -34,9 +34,9 @@ default); with very large calib sets, turn early stopping off (the thesis preset
 Failures: a task that raises fails the barrier stage; Spark then kills the other tasks (even
 when they are blocked in LightGBM's socket calls) and the driver raises
 :class:`~relisten_spark.errors.TrainingError` with the worker's message. Local masters never
-retry a task; on a cluster a barrier stage is retried as a whole up to
-``spark.stage.maxConsecutiveAttempts`` times, so set ``spark.task.maxFailures=1`` there to
-fail at once on deterministic errors.
+retry a task. On a cluster (``spark.task.maxFailures`` > 1) Spark may resubmit the whole
+barrier stage, at most ``spark.stage.maxConsecutiveAttempts`` times; every attempt fails the
+same way on a deterministic error, so the job still ends, only that many attempts later.
 """
 
 from __future__ import annotations

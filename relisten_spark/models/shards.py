@@ -147,7 +147,7 @@ def to_arrays(
 
 
 class ShardStream(IterableDataset):
-    """Batches of one rank's share: ``{"cat", "num", "label"[, "idx"]}`` tensors.
+    """Batches of one rank's share: ``{"cat", "num"[, "label"]}`` tensors.
 
     ``batch_rows`` rows per batch (the last one may be shorter). With ``shuffle`` the row-group
     order is permuted per epoch (call :meth:`set_epoch`) and rows are shuffled inside a buffer of
@@ -168,7 +168,6 @@ class ShardStream(IterableDataset):
         shuffle: bool = False,
         drop_last: bool = False,
         shuffle_buffer_rows: int = 131_072,
-        keep: Sequence[str] = (),
     ) -> None:
         super().__init__()
         if batch_rows < 1:
@@ -181,7 +180,6 @@ class ShardStream(IterableDataset):
         self.rank, self.world = rank, world
         self.seed, self.shuffle, self.drop_last = seed, shuffle, drop_last
         self.shuffle_buffer_rows = max(shuffle_buffer_rows, batch_rows)
-        self.keep = list(keep)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -200,7 +198,7 @@ class ShardStream(IterableDataset):
 
     def _columns(self) -> list[str]:
         extra = [self.label] if self.label else []
-        return list(dict.fromkeys([*self.categorical, *self.numeric, *extra, *self.keep]))
+        return list(dict.fromkeys([*self.categorical, *self.numeric, *extra]))
 
     def _chunks(self) -> Iterator[dict[str, np.ndarray]]:
         columns = self._columns()
@@ -212,8 +210,6 @@ class ShardStream(IterableDataset):
                 chunk["label"] = pc.cast(table.column(self.label), pa.float32()).to_numpy(
                     zero_copy_only=False
                 )
-            for name in self.keep:
-                chunk[name] = table.column(name).to_numpy(zero_copy_only=False)
             yield chunk
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:

@@ -30,10 +30,10 @@ surface's context come from the same encoders the feature job fits
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,7 +43,7 @@ from pyspark.sql import functions as F
 
 from relisten_spark import lake, schemas
 from relisten_spark.config import Config
-from relisten_spark.errors import ConfigError, InputError
+from relisten_spark.errors import InputError
 from relisten_spark.evaluation.predictions import new_run_id
 from relisten_spark.evaluation.splits import holdout_cutoff
 from relisten_spark.features import encode
@@ -62,15 +62,8 @@ def recs_path(cfg: Config, surface: str) -> str:
 
 
 def resolve_run_date(cfg: Config) -> str:
-    """``scoring.run_date`` (YYYY-MM-DD) or today's UTC date."""
-    value = cfg.scoring.run_date or datetime.now(UTC).date().isoformat()
-    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
-        raise ConfigError(f"scoring.run_date must be YYYY-MM-DD, got {value!r}")
-    try:
-        datetime.strptime(value, "%Y-%m-%d")
-    except ValueError:
-        raise ConfigError(f"scoring.run_date is not a calendar date: {value!r}") from None
-    return value
+    """``scoring.run_date`` or today's UTC date, as YYYY-MM-DD."""
+    return (cfg.scoring.run_date or datetime.now(UTC).date()).isoformat()
 
 
 class _Clock:
@@ -109,14 +102,46 @@ def singular_values(values: DataFrame, profile: str) -> list[float]:
     return [float(r["value"]) for r in rows]
 
 
-def build_pairs(spark: SparkSession, cfg: Config, frames: BronzeFrames) -> tuple[DataFrame, DataFrame]:
-    """(users ``[msno]``, candidate pairs ``[surface, msno, song_id, artist_key, source, cand_rank]``).
+class Held:
+    """Intermediates persisted during one run, released together at its end.
 
-    Both lazy; the caller persists them.
+    Persisting also cuts the query plans: the candidate pools reuse the nearest songs, the
+    catalog and the heard pairs several times, and without cached leaves Spark would both
+    recompute them and optimise one very large plan.
     """
+
+    def __init__(self) -> None:
+        self.frames: list[DataFrame] = []
+
+    def keep(self, df: DataFrame, materialize: bool = False) -> DataFrame:
+        df = df.persist(StorageLevel.MEMORY_AND_DISK)
+        self.frames.append(df)
+        if materialize:
+            df.count()
+        return df
+
+    def release(self) -> None:
+        for df in self.frames:
+            df.unpersist()
+        self.frames.clear()
+
+
+@dataclass(frozen=True)
+class CandidateSet:
+    """``users`` ``[msno]``; ``pairs`` ``[surface, msno, song_id, artist_key, source, cand_rank]``;
+    ``catalog`` (surfaces.song_catalog) and ``heard`` (surfaces.heard_pairs) they were built from."""
+
+    users: DataFrame
+    pairs: DataFrame
+    catalog: DataFrame
+    heard: DataFrame
+
+
+def build_pairs(spark: SparkSession, cfg: Config, frames: BronzeFrames, held: Held) -> CandidateSet:
+    """Every user's K candidates per surface (persisted through ``held``)."""
     scoring, profile = cfg.scoring, cfg.scoring.profile
     events = frames.events
-    users = surfaces.all_users(events, frames.members)
+    users = held.keep(surfaces.all_users(events, frames.members))
     member_f = _svd(spark, cfg, "svd_member", profile).drop("profile")
     song_f = _svd(spark, cfg, "svd_song", profile).drop("profile")
     values = singular_values(_svd(spark, cfg, "svd_values", profile), profile)
@@ -124,19 +149,20 @@ def build_pairs(spark: SparkSession, cfg: Config, frames: BronzeFrames) -> tuple
     nearest = candidates.nearest_songs(
         member_f, song_f, values, pool, scoring.block_size, scoring.song_shard_size
     )
-    catalog = surfaces.song_catalog(events, frames.songs)
-    plays = candidates.song_plays(events)
-    heard = surfaces.heard_pairs(events)
+    nearest = held.keep(nearest, materialize=True)
+    catalog = held.keep(surfaces.song_catalog(events, frames.songs))
+    heard = held.keep(surfaces.heard_pairs(events))
+    plays = held.keep(candidates.song_plays(events))
     pools = []
     for name, surface in scoring.surfaces.items():
         shown = surfaces.surface_catalog(catalog, surface)
-        popular = candidates.popular_songs(plays, shown, pool)
-        one = surfaces.candidate_pool(users, nearest, popular, heard, shown, surface, scoring.candidates)
+        one = surfaces.candidate_pool(users, nearest, plays, heard, shown, surface, scoring.candidates)
         pools.append(one.withColumn("surface", F.lit(name)))
     pairs = pools[0]
     for other in pools[1:]:
         pairs = pairs.unionByName(other)
-    return users, pairs.select("surface", *surfaces.POOL_COLUMNS)
+    pairs = held.keep(pairs.select("surface", *surfaces.POOL_COLUMNS))
+    return CandidateSet(users, pairs, catalog, heard)
 
 
 # ---- features ------------------------------------------------------------------------------
@@ -221,58 +247,41 @@ def write_recs(
     return versions
 
 
-def coverage(
-    spark: SparkSession,
-    cfg: Config,
-    users: DataFrame,
-    pairs: DataFrame,
-    ranked: DataFrame,
-    frames: BronzeFrames,
-) -> dict[str, dict[str, int]]:
+def coverage(cfg: Config, cands: CandidateSet, ranked: DataFrame) -> dict[str, dict[str, int]]:
     """Per surface: users, users with exactly N rows, and the users short of N by reason.
 
     Reasons: ``catalog_smaller_than_n`` (the surface's catalog, less the user's heard songs when
-    excluded, has fewer than N songs), ``candidate_pool_short`` (fewer than N candidates
-    although the catalog had enough: the popular fallback list ran out), ``artist_cap`` (N or
-    more candidates, fewer than N after the cap per artist).
+    excluded, has fewer than N songs), ``artist_cap`` (N or more candidates, fewer than N after
+    the cap per artist) and ``candidate_pool_short`` (fewer than N candidates although the
+    catalog had enough; the popular fill of :func:`surfaces.candidate_pool` rules this out, so a
+    non-zero count flags a defect).
     """
-    catalog = surfaces.song_catalog(frames.events, frames.songs)
-    heard = surfaces.heard_pairs(frames.events)
     out: dict[str, dict[str, int]] = {}
     for name, surface in cfg.scoring.surfaces.items():
         n = surfaces.surface_top_n(cfg.scoring, name)
         got = ranked.where(F.col("surface") == name).groupBy("msno").agg(F.count("*").alias("_recs"))
-        pool = pairs.where(F.col("surface") == name).groupBy("msno").agg(F.count("*").alias("_pool"))
-        per_user = users.join(got, "msno", "left").join(pool, "msno", "left").fillna(0, ["_recs", "_pool"])
-        short = per_user.where(F.col("_recs") < n)
-        eligible = surfaces.eligible_counts(
-            short.select("msno"), heard, surfaces.surface_catalog(catalog, surface), surface
-        )
-        reason = (
-            F.when(F.col("eligible") < n, F.lit(SHORT_REASONS[0]))
-            .when(F.col("_pool") < n, F.lit(SHORT_REASONS[1]))
-            .otherwise(F.lit(SHORT_REASONS[2]))
-        )
-        counts = {
-            r["reason"]: int(r["n"])
-            for r in short.join(eligible, "msno")
-            .groupBy(reason.alias("reason"))
-            .agg(F.count("*").alias("n"))
-            .collect()
+        pool = cands.pairs.where(F.col("surface") == name).groupBy("msno").agg(F.count("*").alias("_pool"))
+        shown = surfaces.surface_catalog(cands.catalog, surface)
+        eligible = surfaces.eligible_counts(cands.users, cands.heard, shown, surface)
+        per_user = eligible.join(got, "msno", "left").join(pool, "msno", "left").fillna(0, ["_recs", "_pool"])
+        short = F.col("_recs") < n
+        why = {
+            SHORT_REASONS[0]: short & (F.col("eligible") < n),
+            SHORT_REASONS[1]: short & (F.col("eligible") >= n) & (F.col("_pool") < n),
+            SHORT_REASONS[2]: short & (F.col("eligible") >= n) & (F.col("_pool") >= n),
         }
         totals = per_user.agg(
             F.count("*").alias("users"),
-            F.sum((F.col("_recs") == n).cast("long")).alias("full"),
+            F.sum((F.col("_recs") == n).cast("long")).alias("with_n"),
             F.sum((F.col("_recs") > n).cast("long")).alias("over"),
-        ).first()
+            *[F.sum(cond.cast("long")).alias(f"short_{r}") for r, cond in why.items()],
+        ).first()  # one row per surface
         if totals["over"]:
             raise RuntimeError(f"surface {name}: {totals['over']} users got more than {n} rows")
         out[name] = {
-            "users": int(totals["users"]),
-            "with_n": int(totals["full"] or 0),
-            **{f"short_{r}": counts.get(r, 0) for r in SHORT_REASONS},
+            k: int(totals[k] or 0) for k in ("users", "with_n", *[f"short_{r}" for r in SHORT_REASONS])
         }
-        short_total = sum(counts.values())
+        short_total = out[name]["users"] - out[name]["with_n"]
         if short_total:
             log.warning(
                 "score: surface %s: %d of %d users got fewer than %d rows: %s",
@@ -280,7 +289,7 @@ def coverage(
                 short_total,
                 out[name]["users"],
                 n,
-                counts,
+                {k: v for k, v in out[name].items() if k.startswith("short_") and v},
             )
     return out
 
@@ -308,34 +317,28 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
         for name, s in cfg.scoring.surfaces.items()
     }
     log.info("score: run %s date %s, ensemble %s", run_id, run_date, ensemble.versions)
-    held: list[DataFrame] = []
+    held = Held()
     feature_set = None
     try:
         with clock.stage("candidates"):
-            users, pairs = build_pairs(spark, cfg, frames)
-            users = users.persist(StorageLevel.MEMORY_AND_DISK)
-            pairs = pairs.persist(StorageLevel.MEMORY_AND_DISK)
-            held += [users, pairs]
-            n_users, n_pairs = users.count(), pairs.count()
+            cands = build_pairs(spark, cfg, frames, held)
+            n_users, n_pairs = cands.users.count(), cands.pairs.count()
         with clock.stage("features_and_scoring"):
             codes = surface_codes(spark, cfg, frames.events)
-            features, feature_set = pair_features(spark, cfg, frames, pairs, codes)
+            features, feature_set = pair_features(spark, cfg, frames, cands.pairs, codes)
             timer = spark.sparkContext.accumulator(0.0)
-            ranked = rank.score_and_rank(features, ensemble, rules, cfg.scoring.batch_size, timer)
-            ranked = ranked.persist(StorageLevel.MEMORY_AND_DISK)
-            held.append(ranked)
+            ranked = held.keep(rank.score_and_rank(features, ensemble, rules, cfg.scoring.batch_size, timer))
             with rank.arrow_batch_size(spark, cfg.scoring.batch_size):
                 n_ranked = ranked.count()
         clock.seconds["model_task_seconds"] = round(float(timer.value), 3)
         with clock.stage("write"):
             table_versions = write_recs(spark, cfg, ranked, run_date, ensemble.stack_version)
         with clock.stage("coverage"):
-            covered = coverage(spark, cfg, users, pairs, ranked, frames)
+            covered = coverage(cfg, cands, ranked)
     finally:
         if feature_set is not None:
             feature_set.release()
-        for df in held:
-            df.unpersist()
+        held.release()
     clock.seconds["total"] = round(time.perf_counter() - started, 3)
     short = sum(v for c in covered.values() for k, v in c.items() if k.startswith("short_"))
     return {

@@ -20,6 +20,7 @@ from pyspark.sql import functions as F
 from relisten_spark import schemas
 from relisten_spark.config import ScoringConfig, SurfaceConfig
 from relisten_spark.errors import ConfigError
+from relisten_spark.scoring import candidates
 
 POOL_COLUMNS = ["msno", "song_id", "artist_key", "source", "cand_rank"]
 
@@ -86,7 +87,7 @@ def surface_catalog(catalog: DataFrame, surface: SurfaceConfig) -> DataFrame:
 def candidate_pool(
     users: DataFrame,
     nearest: DataFrame,
-    popular: DataFrame,
+    plays: DataFrame,
     heard: DataFrame,
     catalog: DataFrame,
     surface: SurfaceConfig,
@@ -94,20 +95,32 @@ def candidate_pool(
 ) -> DataFrame:
     """Each user's ``k`` candidates for one surface: nearest songs first, popular songs after.
 
-    ``users`` ``[msno]``; ``nearest`` ``[msno, song_id, factor_rank, ...]``; ``popular``
-    ``[song_id, pop_rank]`` (already limited to the surface's catalog); ``heard``
-    ``[msno, song_id]``; ``catalog`` ``[song_id, artist_key]`` from :func:`surface_catalog`.
-    Nearest songs outside the catalog (or heard, when the surface excludes them) are dropped;
-    users left with fewer than ``k`` (no factors, a short list) are filled with popular songs
-    they may see, in popularity order. Returns :data:`POOL_COLUMNS` with ``source`` in
-    {nearest, popular} and ``cand_rank`` 1..(at most) k.
+    ``users`` ``[msno]``; ``nearest`` ``[msno, song_id, factor_rank, ...]``; ``plays``
+    ``[song_id, plays]``; ``heard`` ``[msno, song_id]``; ``catalog`` ``[song_id, artist_key]``
+    from :func:`surface_catalog`. Nearest songs outside the catalog (or heard, when the surface
+    excludes them) are dropped. A user left with ``m < k`` of them (no factors, or a list the
+    filters emptied) is filled with the most played catalog songs they may see: they are looked
+    for among the first ``k + m + h`` popular songs, ``h`` the user's heard songs in the catalog
+    when excluded, so the fill reaches ``k`` whenever the catalog holds enough songs for them.
+    Returns :data:`POOL_COLUMNS` with ``source`` in {nearest, popular} and ``cand_rank``
+    1..(at most) k.
     """
     near = nearest.join(catalog, "song_id").select("msno", "song_id", "artist_key", "factor_rank")
     if surface.exclude_heard:
         near = near.join(heard, ["msno", "song_id"], "left_anti")
-    counts = near.groupBy("msno").agg(F.count("*").alias("_near"))
-    short = users.join(counts, "msno", "left").where(F.coalesce(F.col("_near"), F.lit(0)) < k).select("msno")
-    fill = short.crossJoin(F.broadcast(popular.join(catalog, "song_id")))
+    extra = near.groupBy("msno").agg(F.count("*").alias("_near"))
+    short = users.join(extra, "msno", "left").fillna(0, ["_near"]).where(F.col("_near") < k)
+    if surface.exclude_heard:
+        heard_in = (
+            heard.join(catalog.select("song_id"), "song_id").groupBy("msno").agg(F.count("*").alias("_h"))
+        )
+        short = short.join(heard_in, "msno", "left").fillna(0, ["_h"])
+    else:
+        short = short.withColumn("_h", F.lit(0))
+    short = short.select("msno", (F.lit(k) + F.col("_near") + F.col("_h")).alias("_limit"))
+    longest = short.agg(F.max("_limit")).first()[0]  # one number: how deep any user must look
+    popular = candidates.popular_songs(plays, catalog, int(longest or 0)).join(catalog, "song_id")
+    fill = short.join(F.broadcast(popular), F.col("pop_rank") <= F.col("_limit"))
     if surface.exclude_heard:
         fill = fill.join(heard, ["msno", "song_id"], "left_anti")
     fill = fill.join(near.select("msno", "song_id"), ["msno", "song_id"], "left_anti")

@@ -197,7 +197,7 @@ def test_barrier_matches_single_process_lightgbm(spark, lake_cfg):
     x_fit, y_fit = _local(fit, FULL)
     x_eval, y_eval = _local(split.where(F.col("eval_split") == "eval"), FULL)
     single = lgb.train(
-        gbdt.lightgbm_params(settings, 2),
+        gbdt.lightgbm_params(settings, 1),  # 1 thread: no OpenMP spin-waits on a busy machine
         lgb.Dataset(x_fit, y_fit, feature_name=FULL, categorical_feature=categorical),
         num_boost_round=settings.num_boost_round,
     )

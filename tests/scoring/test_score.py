@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from datetime import date
 
 import numpy as np
 import pytest
@@ -11,11 +12,11 @@ from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from relisten_spark import lake, schemas
-from relisten_spark.config import SurfaceConfig
+from relisten_spark.config import SurfaceConfig, load_config
 from relisten_spark.errors import ConfigError
 from relisten_spark.features import encode
 from relisten_spark.features.build import BronzeFrames
-from relisten_spark.scoring import score
+from relisten_spark.scoring import score, surfaces
 
 pytestmark = pytest.mark.spark
 
@@ -90,10 +91,10 @@ def test_build_pairs_gives_every_user_k_candidates_per_surface(spark, tmp_lake) 
     cfg = _cfg(tmp_lake)
     _write_svd(spark, cfg)
     frames = _bronze(spark, cfg)
-    users, pairs = score.build_pairs(spark, cfg, frames)
-    got = pairs.toPandas()
+    cands = score.build_pairs(spark, cfg, frames, score.Held())
+    got = cands.pairs.toPandas()
 
-    assert sorted(r.msno for r in users.collect()) == ["cold", "u1", "u2", "u3"]
+    assert sorted(r.msno for r in cands.users.collect()) == ["cold", "u1", "u2", "u3"]
     sizes = got.groupby(["surface", "msno"]).size()
     assert (sizes == 3).all()
     assert len(sizes) == 8  # 4 users x 2 surfaces, the cold user included
@@ -171,7 +172,10 @@ def test_coverage_counts_short_users_by_reason(spark, tmp_lake) -> None:
     )
     only_story = {"surfaces": {"story": cfg.scoring.surfaces["story"]}}
     cfg = cfg.model_copy(update={"scoring": cfg.scoring.model_copy(update=only_story)})
-    got = score.coverage(spark, cfg, users, pairs, ranked, frames)
+    cands = score.CandidateSet(
+        users, pairs, surfaces.song_catalog(frames.events, frames.songs), surfaces.heard_pairs(frames.events)
+    )
+    got = score.coverage(cfg, cands, ranked)
     # u2 heard s1, s2, s3 and only s5, s6, s7 remain in the story catalog: 3 >= 2, yet no candidates
     assert got == {
         "story": {
@@ -184,10 +188,11 @@ def test_coverage_counts_short_users_by_reason(spark, tmp_lake) -> None:
     }
 
 
-def test_run_date_must_be_a_date(tmp_lake) -> None:
+def test_run_date_comes_from_the_config_as_a_date(tmp_lake) -> None:
+    cfg = load_config(None, [f"lake.root={tmp_lake.lake.root}", "scoring.run_date=2026-11-23"])
+    assert score.resolve_run_date(cfg) == "2026-11-23"
     with pytest.raises(ConfigError, match=r"scoring\.run_date"):
-        score.resolve_run_date(_cfg(tmp_lake, run_date="2026-13-01"))
-    assert score.resolve_run_date(_cfg(tmp_lake, run_date="2026-11-23")) == "2026-11-23"
+        load_config(None, ["scoring.run_date=2026-13-01"])
 
 
 def test_recs_frame_has_the_recs_schema(spark) -> None:
@@ -261,10 +266,9 @@ def test_ranked_recommendations_meet_the_acceptance_invariants(spark, tmp_lake) 
     features = [f"f{j}" for j in range(4)]
     stack_version = _register(cfg, features)
     ens = score.rank.load_ensemble(cfg.models.root, "serving")
-    users, pairs = score.build_pairs(spark, cfg, frames)
-    pairs = pairs.persist()
+    cands = score.build_pairs(spark, cfg, frames, score.Held())
     # deterministic stand-in features; ties between songs are frequent (4 values per column)
-    with_features = pairs.select(
+    with_features = cands.pairs.select(
         "*",
         *[
             ((F.abs(F.xxhash64("msno", "song_id", F.lit(j))) % 4) / 4.0).alias(f)
@@ -280,7 +284,7 @@ def test_ranked_recommendations_meet_the_acceptance_invariants(spark, tmp_lake) 
         ranked.count()
     score.write_recs(spark, cfg, ranked, "2026-11-22", stack_version)
     score.write_recs(spark, cfg, ranked, "2026-11-23", stack_version)
-    covered = score.coverage(spark, cfg, users, pairs, ranked, frames)
+    covered = score.coverage(cfg, cands, ranked)
     all_users = {"u1", "u2", "u3", "cold"}
     check_recs(cfg, "2026-11-23", all_users, covered)
 
@@ -299,7 +303,7 @@ def test_score_command_end_to_end(spark, tmp_lake) -> None:
     from relisten_spark.cli import run_command
     from relisten_spark.features import manifest
 
-    cfg = _cfg(tmp_lake, candidates=4, run_date="2026-11-23")
+    cfg = _cfg(tmp_lake, candidates=4, run_date=date(2026, 11, 23))
     frames = _bronze(spark, cfg)
     for name in ("events", "members", "songs", "song_extra"):
         lake.write(spark, getattr(frames, name), lake.table_path(cfg.lake.root, "bronze", name))

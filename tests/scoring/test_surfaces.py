@@ -35,7 +35,7 @@ def test_catalog_filter_keeps_lengths_in_bounds_and_unknown_artists_apart(spark)
 
 
 def test_candidate_pool_filters_excludes_heard_and_fills_with_popular(spark) -> None:
-    users = spark.createDataFrame([("u1",), ("u2",), ("cold",)], "msno string")
+    users = spark.createDataFrame([("u1",), ("u2",), ("u3",), ("cold",)], "msno string")
     nearest = spark.createDataFrame(
         [
             ("u1", "s1", 1),
@@ -47,16 +47,20 @@ def test_candidate_pool_filters_excludes_heard_and_fills_with_popular(spark) -> 
         ],
         "msno string, song_id string, factor_rank int",
     )
-    popular = spark.createDataFrame(
-        [("p1", 1), ("s1", 2), ("p2", 3), ("p3", 4)], "song_id string, pop_rank int"
+    plays = spark.createDataFrame(
+        [("p1", 10), ("s1", 8), ("p2", 6), ("p3", 4), ("s2", 3), ("s3", 3), ("s4", 2), ("s5", 1)],
+        "song_id string, plays long",
     )
-    heard = spark.createDataFrame([("u1", "s2"), ("u2", "p1")], "msno string, song_id string")
+    # u3 heard the three most played songs: the fill must look past them
+    heard = spark.createDataFrame(
+        [("u1", "s2"), ("u2", "p1"), ("u3", "p1"), ("u3", "s1"), ("u3", "p2")], "msno string, song_id string"
+    )
     catalog = spark.createDataFrame(
         [(s, f"art_{s}") for s in ("s1", "s2", "s4", "s5", "p1", "p2", "p3")],
         "song_id string, artist_key string",
     )  # s3 is outside the surface's catalog
     pool = surfaces.candidate_pool(
-        users, nearest, popular, heard, catalog, SurfaceConfig(exclude_heard=True), 3
+        users, nearest, plays, heard, catalog, SurfaceConfig(exclude_heard=True), 3
     )
     want = spark.createDataFrame(
         [
@@ -66,6 +70,9 @@ def test_candidate_pool_filters_excludes_heard_and_fills_with_popular(spark) -> 
             ("u2", "s4", "art_s4", "nearest", 1),
             ("u2", "s5", "art_s5", "nearest", 2),
             ("u2", "s1", "art_s1", "popular", 3),
+            ("u3", "p3", "art_p3", "popular", 1),
+            ("u3", "s2", "art_s2", "popular", 2),
+            ("u3", "s4", "art_s4", "popular", 3),
             ("cold", "p1", "art_p1", "popular", 1),
             ("cold", "s1", "art_s1", "popular", 2),
             ("cold", "p2", "art_p2", "popular", 3),
@@ -75,7 +82,7 @@ def test_candidate_pool_filters_excludes_heard_and_fills_with_popular(spark) -> 
     assertDataFrameEqual(pool, want)
 
     keep_heard = surfaces.candidate_pool(
-        users, nearest, popular, heard, catalog, SurfaceConfig(exclude_heard=False), 3
+        users, nearest, plays, heard, catalog, SurfaceConfig(exclude_heard=False), 3
     )
     u1 = [r.song_id for r in keep_heard.where("msno = 'u1'").orderBy("cand_rank").collect()]
     assert u1 == ["s1", "s2", "s4"]
