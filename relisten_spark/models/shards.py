@@ -142,7 +142,8 @@ def to_arrays(
         cat[:, j] = column.to_numpy()
     num = np.empty((n, len(numeric)), dtype=np.float32)
     for j, name in enumerate(numeric):
-        num[:, j] = pc.cast(table.column(name), pa.float32()).to_numpy(zero_copy_only=False)
+        # via float64: a safe int -> float32 cast refuses integers above 2**24 (epoch seconds)
+        num[:, j] = pc.cast(table.column(name), pa.float64()).to_numpy(zero_copy_only=False)
     return cat, num
 
 

@@ -121,3 +121,14 @@ def test_to_arrays_maps_nulls() -> None:
     assert cat.tolist() == [[3], [-1]]
     assert num[0, 0] == 1.5
     assert np.isnan(num[1, 0])
+
+
+def test_to_arrays_takes_integers_beyond_float32_exact_range() -> None:
+    """Epoch seconds (> 2**24) in an int column must not make the batch conversion fail."""
+    batch = pa.table(
+        {"code": pa.array([3, None], pa.int32()), "t": pa.array([1_506_787_200, None], pa.int64())}
+    )
+    cat, num = shards.to_arrays(batch, ["code"], ["t"])
+    assert cat[:, 0].tolist() == [3, -1]
+    assert num[0, 0] == pytest.approx(1_506_787_200, rel=1e-7)
+    assert np.isnan(num[1, 0])

@@ -87,27 +87,6 @@ def _write_svd(spark, cfg) -> None:
         lake.write(spark, df, f"{root}/silver/{name}", partition_by=["profile"])
 
 
-def test_build_pairs_gives_every_user_k_candidates_per_surface(spark, tmp_lake) -> None:
-    cfg = _cfg(tmp_lake)
-    _write_svd(spark, cfg)
-    frames = _bronze(spark, cfg)
-    cands = score.build_pairs(spark, cfg, frames, score.Held())
-    got = cands.pairs.toPandas()
-
-    assert sorted(r.msno for r in cands.users.collect()) == ["cold", "u1", "u2", "u3"]
-    sizes = got.groupby(["surface", "msno"]).size()
-    assert (sizes == 3).all()
-    assert len(sizes) == 8  # 4 users x 2 surfaces, the cold user included
-    story = got[got["surface"] == "story"]
-    heard = set(LOG)
-    assert not any((m, s) in heard for m, s in zip(story["msno"], story["song_id"], strict=True))
-    assert "s4" not in set(story["song_id"])  # 400 s is longer than the story bound
-    cold = got[got["msno"] == "cold"]
-    assert set(cold["source"]) == {"popular"}
-    # popular order: plays desc then id: s1 (2 plays) first
-    assert cold[cold["surface"] == "shopping"].sort_values("cand_rank")["song_id"].tolist()[0] == "s1"
-
-
 def test_surface_codes_follow_the_feature_encoders(spark, tmp_lake) -> None:
     same = SurfaceConfig(source_system_tab="search", source_screen_name="Search", source_type="song")
     unseen = SurfaceConfig(source_system_tab="nowhere", source_screen_name="Search", source_type="song")
@@ -192,7 +171,7 @@ def test_run_date_comes_from_the_config_as_a_date(tmp_lake) -> None:
     cfg = load_config(None, [f"lake.root={tmp_lake.lake.root}", "scoring.run_date=2026-11-23"])
     assert score.resolve_run_date(cfg) == "2026-11-23"
     with pytest.raises(ConfigError, match=r"scoring\.run_date"):
-        load_config(None, ["scoring.run_date=2026-13-01"])
+        load_config(None, ["scoring.run_date=23.11.2026"])
 
 
 def test_recs_frame_has_the_recs_schema(spark) -> None:
@@ -267,6 +246,18 @@ def test_ranked_recommendations_meet_the_acceptance_invariants(spark, tmp_lake) 
     stack_version = _register(cfg, features)
     ens = score.rank.load_ensemble(cfg.models.root, "serving")
     cands = score.build_pairs(spark, cfg, frames, score.Held())
+    got = cands.pairs.toPandas()
+    assert sorted(r.msno for r in cands.users.collect()) == ["cold", "u1", "u2", "u3"]
+    # K = 4 candidates, fewer only where the user may see fewer songs (u2 heard 3 of 6 story songs)
+    sizes = got.groupby(["surface", "msno"]).size().to_dict()
+    want = {(surface, u): 4 for surface in ("story", "shopping") for u in ("cold", "u1", "u2", "u3")}
+    assert sizes == {**want, ("story", "u2"): 3}
+    story = got[got["surface"] == "story"]
+    assert not set(zip(story["msno"], story["song_id"], strict=True)) & set(LOG)
+    assert "s4" not in set(story["song_id"])  # 400 s is longer than the story bound
+    cold = got[got["msno"] == "cold"].sort_values("cand_rank")
+    assert set(cold["source"]) == {"popular"}
+    assert cold[cold["surface"] == "shopping"]["song_id"].tolist()[0] == "s1"  # the most played song
     # deterministic stand-in features; ties between songs are frequent (4 values per column)
     with_features = cands.pairs.select(
         "*",
