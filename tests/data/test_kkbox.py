@@ -104,6 +104,7 @@ def test_csv_quirks(spark, tmp_lake: Config) -> None:
             's3,"He said ""hi""",QMZSY1600015',
             "s4,Wachet auf| ruft, uns,GBUM71234567",
             's5,心債 (電視劇 香城浪子"" 主題曲)",HKE050031109',
+            eol="\r\n",
         ),
     }
     _write_raw(tmp_lake, files)
