@@ -327,9 +327,12 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
             codes = surface_codes(spark, cfg, frames.events)
             features, feature_set = pair_features(spark, cfg, frames, cands.pairs, codes)
             timer = spark.sparkContext.accumulator(0.0)
-            ranked = held.keep(rank.score_and_rank(features, ensemble, rules, cfg.scoring.batch_size, timer))
+            ranked = rank.score_and_rank(features, ensemble, rules, cfg.scoring.batch_size, timer)
             with rank.arrow_batch_size(spark, cfg.scoring.batch_size):
-                n_ranked = ranked.count()
+                # materialised once, its lineage cut: the writes and the coverage check reuse it,
+                # and their plans stay small (the feature plan behind it has hundreds of nodes)
+                ranked = ranked.localCheckpoint(eager=True)
+            n_ranked = ranked.count()
         clock.seconds["model_task_seconds"] = round(float(timer.value), 3)
         with clock.stage("write"):
             table_versions = write_recs(spark, cfg, ranked, run_date, ensemble.stack_version)

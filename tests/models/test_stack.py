@@ -39,7 +39,8 @@ def _write_model(spark, cfg, model: str, logits: np.ndarray, y: np.ndarray, vers
         )
         for i, (split, v) in enumerate(zip(SPLITS, logits, strict=True))
     ]
-    schema = "idx long, msno string, song_id string, eval_split string, split_mode string, target int, score double"
+    schema = "idx long, msno string, song_id string, eval_split string, split_mode string"
+    schema += ", target int, score double"
     write_predictions(
         spark, cfg, spark.createDataFrame(rows, schema), model, version, "serving", "r-" + model
     )
