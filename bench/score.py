@@ -1,6 +1,6 @@
 """Benchmark of `relisten score`: every user's top-N on both surfaces at full synthetic scale.
 
-    python bench/score.py [--root DIR] [--users 34403 --songs 419839 --events 9934208]
+    python bench/score.py [--root DIR] [--raw DIR] [--users 34403 --songs 419839 --events 9934208]
                           [--candidates 200] [--top-n 20] [--nets] [--driver-memory 14g]
 
 Prepares what scoring needs under ``--root`` when it is not there yet (each step is skipped when
@@ -85,7 +85,7 @@ def config(args: argparse.Namespace) -> Config:
             f"spark.shuffle_partitions={args.partitions}",
             f"lake.root={root / 'lakehouse'}",
             f"models.root={root / 'models'}",
-            f"data.raw_dir={root / 'raw'}",
+            f"data.raw_dir={Path(args.raw).absolute() if args.raw else root / 'raw'}",
             f"data.synthetic.users={args.users}",
             f"data.synthetic.songs={args.songs}",
             f"data.synthetic.events={args.events}",
@@ -157,6 +157,9 @@ def report(summary: dict[str, Any], wall: float, peak: int, cores: int) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", default="data/bench/score", help="lake, models and raw data live here")
+    parser.add_argument(
+        "--raw", default=None, help="reuse generated KKBOX-format files (e.g. data/bench/full)"
+    )
     parser.add_argument("--users", type=int, default=FULL["users"])
     parser.add_argument("--songs", type=int, default=FULL["songs"])
     parser.add_argument("--events", type=int, default=FULL["events"])

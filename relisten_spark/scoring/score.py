@@ -47,7 +47,7 @@ from relisten_spark.errors import InputError
 from relisten_spark.evaluation.predictions import new_run_id
 from relisten_spark.evaluation.splits import holdout_cutoff
 from relisten_spark.features import encode
-from relisten_spark.features.build import BronzeFrames, compute_features, read_bronze
+from relisten_spark.features.build import BronzeFrames, FeatureSet, compute_features, read_bronze
 from relisten_spark.scoring import candidates, rank, surfaces
 
 log = logging.getLogger(__name__)
@@ -195,7 +195,7 @@ def surface_codes(spark: SparkSession, cfg: Config, events: DataFrame) -> DataFr
 
 def pair_features(
     spark: SparkSession, cfg: Config, frames: BronzeFrames, pairs: DataFrame, codes: DataFrame
-) -> tuple[DataFrame, Any]:
+) -> tuple[DataFrame, FeatureSet]:
     """Serving features of every candidate pair: ``[surface, msno, song_id, artist_key, ...]``.
 
     Returns (frame, the FeatureSet to release once the frame has been consumed).
