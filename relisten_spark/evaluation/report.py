@@ -181,14 +181,11 @@ def thesis_tables(part: pd.DataFrame) -> str:
     if STACK in models and singles:
         best = max(singles, key=lambda m: _auc(part, m))
         rows = _model_rows(part, [best, STACK], columns)
-        gain = (
-            ["gain (stack - best)"]
-            + [
-                (s - b) if isinstance(s, float) and isinstance(b, float) else None
-                for s, b in zip(rows[1][1:-1], rows[0][1:-1], strict=True)
-            ]
-            + [THESIS_ROC_AUC[STACK] - THESIS_ROC_AUC["jenn"]]
-        )
+        gain: list[object] = ["gain (stack - best)"]
+        for (metric, _), s, b in zip(columns, rows[1][1:-1], rows[0][1:-1], strict=True):
+            same_rows = metric == ORACLE_METRIC  # a property of the rows, not of the models
+            gain.append(s - b if isinstance(s, float) and isinstance(b, float) and not same_rows else None)
+        gain.append(THESIS_ROC_AUC[STACK] - THESIS_ROC_AUC["jenn"])  # the thesis's best single: JENN
         rows[0][0] = f"{best} (best single model)"
         html_parts.append(
             _table(headers, [*rows, gain], "Table 10 layout: the ensemble against the best single model")
