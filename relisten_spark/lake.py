@@ -121,13 +121,15 @@ def write(
     mode: WriteMode = "overwrite",
     partition_by: Sequence[str] | None = None,
     replace_where: Mapping[str, Any] | None = None,
+    options: Mapping[str, str] | None = None,
 ) -> int:
     """Write ``df`` as the next version of the table at ``path``; return that version.
 
     * ``mode="overwrite"`` replaces the whole table (its schema too);
     * ``mode="append"`` adds rows; the schema must match the table's;
     * ``replace_where={"run_date": "2026-11-23"}`` atomically replaces those partitions
-      only (every row of ``df`` must belong to them); the schema must match.
+      only (every row of ``df`` must belong to them); the schema must match;
+    * ``options``: Parquet writer options (e.g. :func:`wide_table_options`).
     """
     partition_by = list(partition_by or [])
     if replace_where:
@@ -135,8 +137,22 @@ def write(
         if missing:
             raise LakeError(f"replace_where columns {sorted(missing)} are not partition columns of {path}")
     if has_delta_extension(spark):
-        return _write_delta_spark(spark, df, path, mode, partition_by, replace_where)
-    return _write_fallback(spark, df, path, mode, partition_by, replace_where)
+        return _write_delta_spark(spark, df, path, mode, partition_by, replace_where, options or {})
+    return _write_fallback(spark, df, path, mode, partition_by, replace_where, options or {})
+
+
+def wide_table_options(dictionary_columns: Sequence[str] = ()) -> dict[str, str]:
+    """Parquet writer options for tables of hundreds of numeric columns: zstd, no dictionary
+    encoding except on ``dictionary_columns`` (keys). Parquet-mr tries a dictionary for every
+    column before it falls back to plain pages, which made writing a 441-column table 2.7x
+    slower (300k rows: 31 s vs 11 s on 2 cores) for a 1.6x smaller file.
+
+    >>> wide_table_options(["msno"])["parquet.enable.dictionary#msno"]
+    'true'
+    """
+    options = {"compression": "zstd", "parquet.enable.dictionary": "false"}
+    options.update({f"parquet.enable.dictionary#{c}": "true" for c in dictionary_columns})
+    return options
 
 
 def _write_delta_spark(
@@ -146,8 +162,9 @@ def _write_delta_spark(
     mode: WriteMode,
     partition_by: list[str],
     replace_where: Mapping[str, Any] | None,
+    options: Mapping[str, str],
 ) -> int:
-    writer = df.write.format("delta").mode(mode)
+    writer = df.write.format("delta").mode(mode).options(**options)
     if partition_by:
         writer = writer.partitionBy(*partition_by)
     if replace_where:
@@ -189,6 +206,7 @@ def _write_fallback(
     mode: WriteMode,
     partition_by: list[str],
     replace_where: Mapping[str, Any] | None,
+    options: Mapping[str, str],
 ) -> int:
     root = _local(path).rstrip("/")
     if "://" in root or root.startswith(("dbfs:", "s3:", "abfss:", "gs:", "hdfs:")):
@@ -209,7 +227,7 @@ def _write_fallback(
     write_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
     staging = os.path.join(root, _STAGING, write_id)
     try:
-        writer = df.write.mode("error")
+        writer = df.write.mode("error").options(**options)
         if partition_by:
             writer = writer.partitionBy(*partition_by)
         writer.parquet(staging)

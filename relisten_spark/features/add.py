@@ -17,7 +17,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from relisten_spark.features.encode import SOURCE_COLUMNS, LabelCodes, apply_codes, fit_codes
-from relisten_spark.features.probability import add_conditional_share
+from relisten_spark.features.probability import add_batch_shares, add_conditional_share
 
 # P(f | user): output name -> value column of the rows frame
 USER_SHARES = {
@@ -100,12 +100,20 @@ def column_means(df: DataFrame, columns: Sequence[str]) -> dict[str, float | Non
     return {c: (None if row is None or row[c] is None else float(row[c])) for c in columns}
 
 
-def add_shares(rows: DataFrame, serving: bool, basis: Column | None) -> DataFrame:
+def add_shares(
+    rows: DataFrame, serving: bool, basis: Column | None, counted: DataFrame | None = None
+) -> DataFrame:
     """``rows`` + the 6 ``msno_{f}_prob`` and 3 ``song_{c}_prob`` (doubles).
 
     ``rows``: ``[idx, msno, song_id, artist_name, first_genre_id, xxx, language, _nn_yy, source,
     source_*, ...]``. Missing values (code 0, the imputed year) form a group of their own.
+    Full (BATCH) shares come from aggregate tables of ``counted`` (default ``rows``, see
+    :func:`add_batch_shares`), serving ones from cumulative windows.
     """
+    if not serving:
+        counted = rows if counted is None else counted
+        rows = add_batch_shares(rows, "msno", USER_SHARES, basis, counted)
+        return add_batch_shares(rows, "song_id", SONG_SHARES, basis, counted)
     for out, value in USER_SHARES.items():
         rows = add_conditional_share(rows, "msno", value, out, serving, basis)
     for out, value in SONG_SHARES.items():

@@ -38,7 +38,7 @@ from relisten_spark.features import add, encode, gbdt_extra, manifest, popularit
 from relisten_spark.features.neighbors import add_neighbors, fit_timestamp_fill
 from relisten_spark.features.source_profile import add_source_probs, add_source_profile, user_source_shares
 from relisten_spark.features.timeline import add_time_stats, add_timestamp
-from relisten_spark.features.windows import add_till_now, add_window_counts
+from relisten_spark.features.windows import add_sequence_features, add_till_now, add_window_counts
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,8 @@ KEY_COLUMNS = ("idx", "msno", "song_id", "split", "target", "profile")
 # timestamps never depend on how many rows come later (on KKBOX it equals the full profile's).
 KKBOX_TRAIN_ROWS, KKBOX_TEST_ROWS = 7_377_418, 2_556_790
 SVD_TABLES = ("svd_member", "svd_song", "svd_member_artist", "svd_artist", "svd_values")
-# per-row song columns copied from the neighbouring event (both profiles)
+# serving: per-row (cumulative) song columns copied from the previous event; the full profile
+# joins its per-song values from the song table
 ROW_SONG_COLUMNS = ("song_timestamp_mean", "song_timestamp_std")
 STEP8_SONG_COLUMNS = ("song_length", "artist_song_cnt", "artist_rec_cnt", "song_rec_cnt", "yy")
 
@@ -224,28 +225,24 @@ def compute_features(spark: SparkSession, frames: BronzeFrames, profile: str, cf
             step8_only = [c for c in add.MEMBER_ADD_VALUES.values() if c != "_nn_yy"]
             rows = nn.drop("song_length", "yy", *step8_only)
         rows = add_timestamp(rows, n_train, n_total)
-        rows = add_time_stats(rows, serving)
-        fill = fit_timestamp_fill(rows, fit) if serving else None
-        rows = add_neighbors(rows, include_after=not serving, fill=fill)
-        per_row_song = list(ROW_SONG_COLUMNS)
+        share_base = None
         if serving:
-            per_row_song += popularity.count_columns(popularity.SONG_KEYS)
-        rows = gbdt_extra.add_neighbor_values(
-            rows, _neighbour_row_stems(shape, per_row_song, serving), include_after=not serving
-        )
-        rows = add_window_counts(rows, list(shape.windows), include_after=not serving)
-        rows = add_till_now(rows)
-        if serving:
+            rows = _serving_sequences(rows, shape, fit_timestamp_fill(rows, fit))
             rows = add_source_profile(rows, serving, manifest.SOURCE_SHARE_CODES)
         else:
+            # one sort per key on the narrow frame; song-keyed last so that the SVD dot join
+            # below finds the rows already partitioned by song
+            song_batch = song_batch.join(song_time_stats(rows), "_song", "left").localCheckpoint()
+            share_base = rows  # join-free: the BATCH share tables are counted from it
+            rows = add_sequence_features(rows, list(shape.windows), include_after=True, serving=False)
             shares = user_source_shares(
                 ev.where(F.col("split").isin("train", "test")), manifest.SOURCE_SHARE_CODES
             )
             user_batch = user_batch.join(
                 shares.withColumnRenamed("msno", "_user"), "_user", "left"
             ).localCheckpoint()
-            rows = add_source_probs(rows, serving)
-        rows = add.add_shares(rows, serving, basis)
+            rows = add_source_probs(rows, serving, counted=share_base)
+        rows = add.add_shares(rows, serving, basis, share_base)
         if serving:
             rows = add.add_member_add_cumulative(rows)
         rows = svd.add_svd_dots(rows, factors)
@@ -257,6 +254,26 @@ def compute_features(spark: SparkSession, frames: BronzeFrames, profile: str, cf
     manifest_df = manifest.manifest_frame(spark, specs, features.schema, cardinalities, profile)
     svd_tables = _svd_tables(spark, factors, member_t, song_t, profile)
     return FeatureSet(features, manifest_df, svd_tables, cardinalities, clock.timings, held)
+
+
+def _serving_sequences(rows: DataFrame, shape: manifest.Shape, fill: dict[str, float]) -> DataFrame:
+    """The serving profile's sequence families: time statistics, the previous event, the
+    previous event's per-row song values, window counts and till-now counts (PAST only)."""
+    rows = add_time_stats(rows, serving=True)
+    rows = add_neighbors(rows, include_after=False, fill=fill)
+    per_row_song = [*ROW_SONG_COLUMNS, *popularity.count_columns(popularity.SONG_KEYS)]
+    stems = _neighbour_row_stems(shape, per_row_song, serving=True)
+    rows = gbdt_extra.add_neighbor_values(rows, stems, include_after=False)
+    rows = add_window_counts(rows, list(shape.windows), include_after=False)
+    return add_till_now(rows)
+
+
+def song_time_stats(rows: DataFrame) -> DataFrame:
+    """``[_song, song_timestamp_mean, song_timestamp_std]`` over all rows of each song: the
+    full profile's per-song values, joined for the previous and next song."""
+    return rows.groupBy(F.col("song_id").alias("_song")).agg(
+        F.avg("timestamp").alias("song_timestamp_mean"), F.stddev_samp("timestamp").alias("song_timestamp_std")
+    )
 
 
 def _neighbour_row_stems(shape: manifest.Shape, per_row: list[str], serving: bool) -> list[str]:
@@ -373,7 +390,13 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
         clock.timings.update(result.timings)
         write = {"partition_by": ["profile"], "replace_where": {"profile": profile}}
         with clock.phase("write features"):
-            lake.write(spark, result.features, lake.table_path(root, "silver", "features"), **write)
+            lake.write(
+                spark,
+                result.features,
+                lake.table_path(root, "silver", "features"),
+                options=lake.wide_table_options(["msno", "song_id", "split"]),
+                **write,
+            )
         with clock.phase("write manifest and svd"):
             lake.write(spark, result.manifest, lake.table_path(root, "silver", "feature_manifest"), **write)
             for name, frame in result.svd.items():

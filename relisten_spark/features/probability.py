@@ -7,6 +7,8 @@ themselves).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
@@ -43,3 +45,37 @@ def add_conditional_share(
     total = F.count(counted).over(entity_frame)
     same = F.count(counted).over(same_frame)
     return ev.select("*", (same / F.when(total > 0, total)).alias(out))
+
+
+def add_batch_shares(
+    ev: DataFrame,
+    entity: str,
+    shares: Mapping[str, str],
+    basis: Column | None = None,
+    counted: DataFrame | None = None,
+) -> DataFrame:
+    """``ev`` + one BATCH share column per ``shares`` item (output name -> value column): the
+    full-profile values of :func:`add_conditional_share`, computed from aggregate tables.
+
+    The windows of :func:`add_conditional_share` sort the whole frame once per value column;
+    here each share is a ``groupBy(entity, value)`` count table and one entity-total table,
+    broadcast-joined back (null values match null values), so the frame is never sorted.
+    ``ev``: ``[<entity>, <value columns> ...]``. ``counted``: a frame with the same rows whose
+    plan has no joins (default ``ev``): when ``ev`` already carries lookups, pass the frame before
+    them, since Spark never prunes a left join and would re-run them for every table.
+    """
+    require_columns(ev, [entity, *shares.values()], "add_batch_shares")
+    counted = ev if counted is None else counted
+    counted = counted if basis is None else counted.where(basis)
+    totals = counted.groupBy(F.col(entity).alias("_e")).agg(F.count(F.lit(1)).alias("_total"))
+    out = ev.join(F.broadcast(totals), ev[entity] == F.col("_e"), "left").drop("_e")
+    for name, value in shares.items():
+        same = counted.groupBy(F.col(entity).alias("_e"), F.col(value).alias("_v")).agg(
+            F.count(F.lit(1)).alias("_same")
+        )
+        joined = out.join(
+            F.broadcast(same), (out[entity] == F.col("_e")) & out[value].eqNullSafe(F.col("_v")), "left"
+        )
+        share = F.coalesce(F.col("_same"), F.lit(0)) / F.when(F.col("_total") > 0, F.col("_total"))
+        out = joined.select(*[F.col(c) for c in out.columns], share.alias(name))
+    return out.drop("_total")

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from relisten_spark.features.probability import add_conditional_share
+from relisten_spark.features.probability import add_batch_shares, add_conditional_share
 from relisten_spark.features.timeline import require_columns
 
 SOURCE_COLUMNS = ("source_system_tab", "source_screen_name", "source_type")
@@ -57,13 +57,21 @@ def user_source_shares(ev: DataFrame, codes: Mapping[str, Sequence[int]]) -> Dat
     return sums.select("msno", *[_share(F.col(name), F.col("_n")).alias(name) for _, name in flags])
 
 
-def add_source_probs(ev: DataFrame, serving: bool, columns: Sequence[str] = SOURCE_COLUMNS) -> DataFrame:
+def add_source_probs(
+    ev: DataFrame,
+    serving: bool,
+    columns: Sequence[str] = SOURCE_COLUMNS,
+    counted: DataFrame | None = None,
+) -> DataFrame:
     """``ev`` + ``msno_{column}_prob`` (double) per column: P(the row's value | user), the share
     of the user's rows with the row's own value (the row itself counted; any value, listed or
     not). Serving: over the user's rows with a strictly smaller ``idx`` (null for the first).
 
-    ``ev``: ``[idx long, msno int, <columns> int, ...]``.
+    ``ev``: ``[idx long, msno int, <columns> int, ...]``; ``counted``: see
+    :func:`~relisten_spark.features.probability.add_batch_shares` (full profile only).
     """
+    if not serving:
+        return add_batch_shares(ev, "msno", {prob_name(c): c for c in columns}, counted=counted)
     for column in columns:
         ev = add_conditional_share(ev, "msno", column, prob_name(column), serving)
     return ev

@@ -8,7 +8,7 @@ import pytest
 from pyspark.sql import functions as F
 from reference_seq import conditional_share, events_pandas, events_spark
 
-from relisten_spark.features.probability import add_conditional_share
+from relisten_spark.features.probability import add_batch_shares, add_conditional_share
 
 pytestmark = pytest.mark.spark
 
@@ -48,3 +48,27 @@ def test_hand_computed_values_and_null_value_group(spark) -> None:
     assert serving[0] is None
     assert serving == pytest.approx({0: serving[0], 1: 1.0, 2: 0.0, 3: 0.0, 4: 0.25, 5: 0.4})
     assert not math.isnan(serving[5])
+
+
+@pytest.mark.parametrize("basis", [None, "train"])
+def test_batch_shares_equal_the_window_shares(spark, basis) -> None:
+    ev = events_spark(spark, tied=True).withColumn(
+        "value", F.when(F.col("idx") % 5 == 0, F.lit(None)).otherwise(F.col("source_type"))
+    )
+    mask = None if basis is None else F.col("split") == "train"
+    shares = {"p_type": "source_type", "p_value": "value"}
+    got = add_batch_shares(ev, "msno", shares, mask).toPandas().sort_values("idx").reset_index(drop=True)
+    for name, value in shares.items():
+        want = add_conditional_share(ev, "msno", value, name, False, mask).toPandas()
+        want = want.sort_values("idx").reset_index(drop=True)
+        assert got[name].tolist() == pytest.approx(want[name].tolist(), nan_ok=True, rel=1e-12)
+    assert got.columns.tolist() == [*ev.columns, *shares]
+    if basis is None:  # every user has rows, so every share is defined, the null group's too
+        assert got["p_value"].notna().all()
+
+
+def test_batch_share_hand_values_with_a_null_group(spark) -> None:
+    rows = [(0, 0, 0), (1, 0, 0), (2, 0, 1), (3, 0, None), (4, 0, None), (5, 0, 0)]
+    ev = spark.createDataFrame(rows, "idx long, msno int, song_id int")
+    full = {r.idx: r.p for r in add_batch_shares(ev, "msno", {"p": "song_id"}).collect()}
+    assert full == pytest.approx({0: 0.5, 1: 0.5, 2: 1 / 6, 3: 1 / 3, 4: 1 / 3, 5: 0.5})
