@@ -119,7 +119,7 @@ def part_a(rows: int, features: int, rounds: int, seed: int) -> None:
         started = time.perf_counter()
         single = lgb.train(
             gbdt.lightgbm_params(settings, 2),
-            lgb.Dataset(fit_pdf[names].to_numpy(np.float64), fit_pdf["target"].to_numpy(np.float64)),
+            lgb.Dataset(fit_pdf[names].to_numpy(gbdt.TRAIN_DTYPE), fit_pdf["target"].to_numpy(np.float64)),
             num_boost_round=rounds,
         )
         single_wall = time.perf_counter() - started

@@ -278,7 +278,6 @@ _NN_USER_FEAT = {
     "msno_timestamp_std",
     "registration_init_time",
     "artist_msno_cnt",
-    "bd_missing",
 }
 # the step-7 NN table fills (FEATURES.md)
 _NN_SONG_MEAN_FILL = {
@@ -355,7 +354,8 @@ def _counts(prefixes: Iterable[str], family: str) -> list[FeatureSpec]:
 
 
 def _neighbour_names(side: str, shape: Shape) -> list[str]:
-    """The song-table columns joined for the previous / next song (the 388 list's choice)."""
+    """The song-table columns joined for the previous / next song: the 388 list's choice plus
+    the SVD components it drops (the nets' context branch takes all of them, FEATURES.md 3.2)."""
     head = [
         "song_length",
         "language",
@@ -369,10 +369,9 @@ def _neighbour_names(side: str, shape: Shape) -> list[str]:
     ]
     if side == "after":
         head.insert(4, "composer_song_cnt")
-    dropped = _DROPPED_BEFORE_COMPONENTS if side == "before" else _DROPPED_AFTER_COMPONENTS
     stems = [
         *head,
-        *_component_names("song_component", shape.k_song, dropped),
+        *_component_names("song_component", shape.k_song),
         *_component_names("artist_component", shape.k_artist),
         "song_timestamp_mean",
         "song_timestamp_std",
@@ -586,7 +585,7 @@ def catalogue(shape: Shape = Shape()) -> list[FeatureSpec]:
                     family=fam,
                     horizon=tag,
                     entity="context",
-                    in_nn=False,
+                    in_nn=stem.startswith(("song_component_", "artist_component_")),
                     note=f"{note}; {origin.note}" if origin.note else note,
                 )
             )
@@ -640,7 +639,6 @@ def catalogue(shape: Shape = Shape()) -> list[FeatureSpec]:
             "song",
             _I,
             "composer",
-            in_nn=True,
             note=f"{CODE_NOTE}; first composer cut at '|' '/' '\\' ';'",
         ),
         FeatureSpec(
@@ -650,7 +648,6 @@ def catalogue(shape: Shape = Shape()) -> list[FeatureSpec]:
             "song",
             _I,
             "lyricist",
-            in_nn=True,
             note=f"{CODE_NOTE}; first lyricist cut at '|' '/' '\\' ';'",
         ),
         FeatureSpec(
@@ -695,7 +692,6 @@ def catalogue(shape: Shape = Shape()) -> list[FeatureSpec]:
             "STATIC",
             "song",
             _I,
-            in_nn=True,
             note="song_length is null (the song has no songs.csv row)",
         ),
         FeatureSpec(
@@ -704,7 +700,6 @@ def catalogue(shape: Shape = Shape()) -> list[FeatureSpec]:
             "STATIC",
             "user",
             _I,
-            in_nn=True,
             note="bd is null after the age rule",
         ),
     )

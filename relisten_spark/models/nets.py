@@ -15,7 +15,9 @@ Inputs come from the feature manifest rows with ``in_nn = true``:
   "frozen lookup tables" (usr_feat, song_feat and the SVD components, indexed by user / song
   code) are plain per-row inputs here, because silver.features already carries them joined
   to every row. The computation is the same; the tables are standardised over fit rows
-  instead of over users / songs.
+  instead of over users / songs. ``registration_init_time`` enters the user branch only (the
+  notebook fed it to the context branch as well), so with the engine's manifest the context
+  branch is one input narrower than the notebook's (303 / 270 instead of 304 / 271).
 
 Role tables below name what the manifest's generic fields cannot say: which codes are the user
 id (its embedding is added to the user tower) and the song ids (JENN's three trainable song

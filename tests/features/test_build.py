@@ -115,7 +115,7 @@ def test_full_has_one_row_per_event_and_clean_keys(full) -> None:
 def test_full_columns_are_the_manifest_with_the_388_gbdt_columns(full) -> None:
     features, man = full
     assert list(features.columns) == [k for k in KEYS if k != "idx"] + list(man["name"])
-    assert len(man) == len(manifest.catalogue()) == 441
+    assert len(man) == len(manifest.catalogue()) == 453
     gbdt = set(man.loc[man["in_gbdt"], "name"])
     assert gbdt == set(manifest.gbdt_columns())
     assert len(gbdt) == 388
@@ -127,7 +127,8 @@ def test_full_columns_are_the_manifest_with_the_388_gbdt_columns(full) -> None:
         "before_song_code",
         "after_song_code",
         "second_genre_id",
-        "bd_missing",
+        "before_song_component_20",
+        "after_song_component_45",
     }
     assert nets_extra <= set(man.loc[man["in_nn"] & ~man["in_gbdt"], "name"])
     assert set(man["entity"]) == {"user", "song", "context"}

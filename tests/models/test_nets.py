@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from relisten_spark.errors import InputError
+from relisten_spark.features import manifest
 from relisten_spark.models import nets
 from relisten_spark.models.nets import NetHyper, NetInputs, Standardization
 
@@ -312,3 +313,31 @@ def test_save_and_load_give_the_same_predictions(tmp_path) -> None:
     )
     assert loaded.kind == "felu_net"
     assert loaded.hyper == model.hyper
+
+
+@pytest.mark.parametrize(("kind", "context_width"), [("jenn", 303), ("felu_net", 270)])
+def test_the_engine_manifest_feeds_the_thesis_branches(kind, context_width) -> None:
+    """The catalogue's in_nn columns give the notebook's branch widths (FEATURES.md 3.2): user
+    155, song 132, context 304 / 271 less one: registration_init_time, which the notebook fed to
+    both the user and the context branch, enters once (user), as one manifest column has one
+    entity. The context branch gets all 48 + 16 SVD components of the previous and next song."""
+    rows = [
+        {
+            "name": s.name,
+            "entity": s.entity,
+            "categorical": s.codes is not None,
+            "cardinality": 10 if s.codes else None,
+            "in_nn": s.in_nn,
+            "note": s.note or None,
+        }
+        for s in manifest.catalogue()
+    ]
+    inputs = NetInputs.from_manifest(rows)
+    model = nets.build(kind, inputs, _stats(inputs), NetHyper())
+    assert model.user_tower[0][0].in_features == 155
+    assert model.song_tower[0][0].in_features == 132
+    assert model.context_tower[0].in_features == context_width
+    groups = {g.name: len(g.columns) for g in inputs.svd_groups}
+    assert groups["before_song_component"] == groups["after_song_component"] == 48
+    assert groups["before_artist_component"] == groups["after_artist_component"] == 16
+    assert len(model.describe()["svd_cosines"]) == 4
