@@ -141,16 +141,27 @@ def write(
     return _write_fallback(spark, df, path, mode, partition_by, replace_where, options or {})
 
 
-def wide_table_options(dictionary_columns: Sequence[str] = ()) -> dict[str, str]:
-    """Parquet writer options for tables of hundreds of numeric columns: zstd, no dictionary
-    encoding except on ``dictionary_columns`` (keys). Parquet-mr tries a dictionary for every
-    column before it falls back to plain pages, which made writing a 441-column table 2.7x
-    slower (300k rows: 31 s vs 11 s on 2 cores) for a 1.6x smaller file.
+def wide_table_options(
+    statistics_columns: Sequence[str] = (), dictionary_columns: Sequence[str] = ()
+) -> dict[str, str]:
+    """Parquet writer options for tables of hundreds of numeric columns: zstd; min/max
+    statistics only on ``statistics_columns`` (the keys readers filter on), dictionary encoding
+    only on ``dictionary_columns`` (repetitive keys); no page checksums. Parquet-java tries a
+    dictionary for every column before it falls back to plain pages: on a 441-column table
+    (300k rows, 2 cores) dictionaries made the write 2.7x slower (31 s vs 11 s) for a 1.6x
+    smaller file, and statistics plus checksums cost another ~20 %.
 
-    >>> wide_table_options(["msno"])["parquet.enable.dictionary#msno"]
-    'true'
+    >>> options = wide_table_options(["idx", "msno"], ["msno"])
+    >>> options["parquet.enable.dictionary#msno"], options["parquet.column.statistics.enabled#idx"]
+    ('true', 'true')
     """
-    options = {"compression": "zstd", "parquet.enable.dictionary": "false"}
+    options = {
+        "compression": "zstd",
+        "parquet.enable.dictionary": "false",
+        "parquet.column.statistics.enabled": "false",
+        "parquet.page.write-checksum.enabled": "false",
+    }
+    options.update({f"parquet.column.statistics.enabled#{c}": "true" for c in statistics_columns})
     options.update({f"parquet.enable.dictionary#{c}": "true" for c in dictionary_columns})
     return options
 

@@ -126,3 +126,28 @@ def test_missing_table_is_clear(spark, tmp_path: Path) -> None:
 def test_remote_root_without_delta_extension_is_clear(spark) -> None:
     with pytest.raises(LakeError, match="without the Delta Spark extension"):
         lake.write(spark, spark.range(1), "s3://bucket/t")
+
+
+def test_wide_table_options_keep_statistics_and_dictionaries_on_the_keys_only(spark, tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    df = spark.range(2000).select(
+        F.col("id").alias("idx"),
+        (F.col("id") % 7).cast("string").alias("msno"),
+        *[(F.col("id") * 0.5 + i).alias(f"f{i}") for i in range(3)],
+    )
+    path = str(tmp_path / "wide")
+    lake.write(spark, df.coalesce(1), path, options=lake.wide_table_options(["idx", "msno"], ["msno"]))
+    assertDataFrameEqual(lake.read(spark, path), df)
+    (file,) = DeltaTable(path).file_uris()
+    meta = pq.read_metadata(file.removeprefix("file://")).row_group(0)
+    columns = {meta.column(i).path_in_schema: meta.column(i) for i in range(meta.num_columns)}
+    assert columns["idx"].statistics is not None
+    assert columns["idx"].statistics.has_min_max
+    assert columns["f0"].statistics is None or not columns["f0"].statistics.has_min_max
+    assert "RLE_DICTIONARY" in columns["msno"].encodings or "PLAIN_DICTIONARY" in columns["msno"].encodings
+    assert not {"RLE_DICTIONARY", "PLAIN_DICTIONARY"} & set(columns["f0"].encodings)
+    assert columns["f0"].compression == "ZSTD"
+    stats = DeltaTable(path).get_add_actions(flatten=True).to_pydict()
+    assert stats["min.idx"] == [0]
+    assert stats["max.idx"] == [1999]

@@ -272,7 +272,8 @@ def song_time_stats(rows: DataFrame) -> DataFrame:
     """``[_song, song_timestamp_mean, song_timestamp_std]`` over all rows of each song: the
     full profile's per-song values, joined for the previous and next song."""
     return rows.groupBy(F.col("song_id").alias("_song")).agg(
-        F.avg("timestamp").alias("song_timestamp_mean"), F.stddev_samp("timestamp").alias("song_timestamp_std")
+        F.avg("timestamp").alias("song_timestamp_mean"),
+        F.stddev_samp("timestamp").alias("song_timestamp_std"),
     )
 
 
@@ -394,7 +395,7 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
                 spark,
                 result.features,
                 lake.table_path(root, "silver", "features"),
-                options=lake.wide_table_options(["msno", "song_id", "split"]),
+                options=lake.wide_table_options(KEY_COLUMNS, ["msno", "song_id", "split", "profile"]),
                 **write,
             )
         with clock.phase("write manifest and svd"):
