@@ -148,6 +148,6 @@ def test_wide_table_options_keep_statistics_and_dictionaries_on_the_keys_only(sp
     assert "RLE_DICTIONARY" in columns["msno"].encodings or "PLAIN_DICTIONARY" in columns["msno"].encodings
     assert not {"RLE_DICTIONARY", "PLAIN_DICTIONARY"} & set(columns["f0"].encodings)
     assert columns["f0"].compression == "ZSTD"
-    stats = DeltaTable(path).get_add_actions(flatten=True).to_pydict()
+    stats = pa.table(DeltaTable(path).get_add_actions(flatten=True)).to_pydict()
     assert stats["min.idx"] == [0]
     assert stats["max.idx"] == [1999]
