@@ -17,13 +17,12 @@ import json
 import logging
 import os
 import sys
-import threading
 import time
 from pathlib import Path
 
-import psutil
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from peak_memory import PeakMemory
 
 from relisten_spark.config import load_config
 from relisten_spark.data import kkbox
@@ -33,40 +32,6 @@ from relisten_spark.session import build_session
 
 FULL = {"users": 34_403, "songs": 419_839, "events": 9_934_208}
 GIB = 1024**3
-
-
-class PeakRss:
-    """Peak summed RSS of this process and all its descendants (the driver JVM, Python workers)."""
-
-    def __init__(self, interval_s: float = 0.5) -> None:
-        self.interval_s = interval_s
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _sample(self) -> int:
-        root = psutil.Process(os.getpid())
-        total = 0
-        for proc in [root, *root.children(recursive=True)]:
-            try:
-                total += proc.memory_info().rss
-            except psutil.Error:
-                continue
-        return total
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self._sample())
-            self._stop.wait(self.interval_s)
-
-    def __enter__(self) -> PeakRss:
-        self.peak = self._sample()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def main() -> int:
@@ -103,7 +68,7 @@ def main() -> int:
             f"features.profile={args.profile}",
         ],
     )
-    with PeakRss() as memory:
+    with PeakMemory() as memory:
         spark = build_session(cfg.spark)
         if not args.skip_ingest:
             started = time.perf_counter()

@@ -17,7 +17,6 @@ import argparse
 import os
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -28,7 +27,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import lightgbm as lgb
 import numpy as np
-import psutil
+from peak_memory import PeakMemory
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from sklearn.metrics import roc_auc_score
@@ -38,39 +37,6 @@ from relisten_spark.config import Config, GbdtConfig, load_config
 from relisten_spark.evaluation.splits import assign_eval_split
 from relisten_spark.models import gbdt, presets
 from relisten_spark.session import build_session
-
-
-class PeakMemory:
-    """Peak resident memory of this process and all its children (JVM, Python workers)."""
-
-    def __init__(self, every_s: float = 0.5) -> None:
-        self.every_s = every_s
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-
-    def _rss(self) -> int:
-        me = psutil.Process()
-        total = me.memory_info().rss
-        for child in me.children(recursive=True):
-            try:
-                total += child.memory_info().rss
-            except psutil.Error:
-                continue
-        return total
-
-    def _watch(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self._rss())
-            self._stop.wait(self.every_s)
-
-    def __enter__(self) -> PeakMemory:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def _session(tasks: int, memory: str) -> SparkSession:

@@ -22,16 +22,16 @@ import argparse
 import logging
 import os
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see bench/gbdt.py: no spinning OpenMP threads
 
-import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from peak_memory import PeakMemory
 
 from relisten_spark import lake
 from relisten_spark.cli import run_command
@@ -39,40 +39,6 @@ from relisten_spark.config import Config, load_config
 from relisten_spark.models import registry
 
 FULL = {"users": 34_403, "songs": 419_839, "events": 9_934_208}
-
-
-class PeakMemory:
-    """Peak resident memory of this process and all its children (JVM, Python workers)."""
-
-    def __init__(self, every_s: float = 0.5) -> None:
-        self.every_s = every_s
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-
-    def _rss(self) -> int:
-        me = psutil.Process()
-        total = me.memory_info().rss
-        for child in me.children(recursive=True):
-            try:
-                total += child.memory_info().rss
-            except psutil.Error:
-                continue
-        return total
-
-    def _watch(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self._rss())
-            self._stop.wait(self.every_s)
-
-    def __enter__(self) -> PeakMemory:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self._rss())
 
 
 def config(args: argparse.Namespace) -> Config:
