@@ -235,6 +235,9 @@ def compute_features(spark: SparkSession, frames: BronzeFrames, profile: str, cf
             song_batch = song_batch.join(song_time_stats(rows), "_song", "left").localCheckpoint()
             share_base = rows  # join-free: the BATCH share tables are counted from it
             rows = add_sequence_features(rows, list(shape.windows), include_after=True, serving=False)
+            # the song's own time statistics come from the song table as its neighbours' do;
+            # dropping the per-row copies prunes their window expressions from the plan
+            rows = rows.drop(*ROW_SONG_COLUMNS)
             shares = user_source_shares(
                 ev.where(F.col("split").isin("train", "test")), manifest.SOURCE_SHARE_CODES
             )
@@ -262,7 +265,7 @@ def _serving_sequences(rows: DataFrame, shape: manifest.Shape, fill: dict[str, f
     rows = add_time_stats(rows, serving=True)
     rows = add_neighbors(rows, include_after=False, fill=fill)
     per_row_song = [*ROW_SONG_COLUMNS, *popularity.count_columns(popularity.SONG_KEYS)]
-    stems = _neighbour_row_stems(shape, per_row_song, serving=True)
+    stems = _previous_row_stems(shape, per_row_song)
     rows = gbdt_extra.add_neighbor_values(rows, stems, include_after=False)
     rows = add_window_counts(rows, list(shape.windows), include_after=False)
     return add_till_now(rows)
@@ -277,16 +280,11 @@ def song_time_stats(rows: DataFrame) -> DataFrame:
     )
 
 
-def _neighbour_row_stems(shape: manifest.Shape, per_row: list[str], serving: bool) -> list[str]:
-    """The neighbour song columns that are copied from the neighbouring row (per-row values)."""
-    sides = ["before"] if serving else ["before", "after"]
-    stems: list[str] = []
-    for side in sides:
-        for name in manifest._neighbour_names(side, shape):
-            stem = name[len(side) + 1 :]
-            if stem in per_row and stem not in stems:
-                stems.append(stem)
-    return stems
+def _previous_row_stems(shape: manifest.Shape, per_row: list[str]) -> list[str]:
+    """The previous song's columns (serving) that are copied from the previous row: those of
+    ``per_row``, in catalogue order."""
+    stems = [name.removeprefix("before_") for name in manifest._neighbour_names("before", shape)]
+    return [stem for stem in stems if stem in per_row]
 
 
 def _user_table(member_t: DataFrame, factors: svd.SvdFactors, batch: DataFrame | None) -> DataFrame:
