@@ -10,10 +10,10 @@ with ``--nets``, and the stack. Then runs `relisten score` once and prints:
 
 * wall time and scored (user, candidate, surface) pairs per second;
 * peak resident memory of the driver JVM and the Python workers together (sampled every 0.5 s);
-* the split between candidate generation, features + scoring (one Spark stage chain: the feature
-  job over the log plus the appended candidate events, and the ensemble in the same tasks), the
-  seconds the tasks spent in model code (summed over tasks; divide by the cores for wall), the
-  Delta writes and the coverage check.
+* the split between candidate generation, features + scoring (one Spark job chain: the end-of-log
+  state tables from the serving feature rows, the pair features built in the scoring tasks, and
+  the ensemble in the same tasks), the seconds the tasks spent in model code (summed over tasks;
+  divide by the cores for wall), the Delta writes and the coverage check.
 """
 
 from __future__ import annotations

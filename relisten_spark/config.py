@@ -162,7 +162,9 @@ class ScoringConfig(Section):
     candidates: int = Field(200, ge=1)
     # the partition written (YYYY-MM-DD; YAML and --set parse it as a date); None = today (UTC)
     run_date: date | None = None
-    profile: Literal["serving", "full"] = "serving"
+    # a candidate is an event "now": only the point-in-time profile describes it (the full
+    # profile's FUTURE and BATCH columns would need rows after it)
+    profile: Literal["serving"] = "serving"
     block_size: int = Field(4096, ge=1)
     # songs per shard row in candidate generation (one shard = one task-side matrix)
     song_shard_size: int = Field(500_000, ge=1)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from relisten_spark import lake
@@ -98,12 +98,13 @@ class _Clock:
         log.info("features: %s done in %.1f s", name, self.timings[name])
 
 
-def _serving_clock(n_train: int) -> int:
+def serving_clock(n_train: int) -> int:
     """The ``n_total`` passed to the row-time map in the serving profile."""
     return n_train + round(n_train * KKBOX_TEST_ROWS / KKBOX_TRAIN_ROWS)
 
 
-def _flag_fit(keys: DataFrame, fit_ids: DataFrame, column: str) -> DataFrame:
+def flag_fit(keys: DataFrame, fit_ids: DataFrame, column: str) -> DataFrame:
+    """``keys`` + ``_fit`` (bool): the key's raw ``column`` value occurs in ``fit_ids``."""
     marked = fit_ids.select(column).distinct().withColumn("_fit", F.lit(True))
     return keys.join(F.broadcast(marked), column, "left").fillna(False, ["_fit"])
 
@@ -147,8 +148,8 @@ def compute_features(spark: SparkSession, frames: BronzeFrames, profile: str, cf
         keys = encode.key_codes(events, {"_user": "msno", "_song": "song_id"})
         user_keys, song_keys = keys["_user"], keys["_song"]
         fit_events = events.where(fit)
-        users = _flag_fit(user_keys, fit_events, "msno").localCheckpoint()
-        songs = _flag_fit(song_keys, fit_events, "song_id").localCheckpoint()
+        users = flag_fit(user_keys, fit_events, "msno").localCheckpoint()
+        songs = flag_fit(song_keys, fit_events, "song_id").localCheckpoint()
         event_codes = encode.fit_event_codes(events, fit)
         ev = keep(encode.encode_events(events, user_keys, song_keys, event_codes))
         member_t, member_codes = encode.member_table(users, frames.members)
@@ -191,7 +192,7 @@ def compute_features(spark: SparkSession, frames: BronzeFrames, profile: str, cf
         lookup = song_t.select(F.col("_song").alias("_s"), *song_attrs, *count_keys)
         base = ev.join(F.broadcast(lookup), ev["song_id"] == F.col("_s"), "left").drop("_s")
         base = add.add_source(base, source_codes)
-        n_total = _serving_clock(n_train) if serving else n_train + n_test
+        n_total = serving_clock(n_train) if serving else n_train + n_test
         if serving:
             rows = popularity.add_song_counts_cumulative(base)
             rows = popularity.add_user_counts_cumulative(rows)
@@ -326,12 +327,6 @@ def _assemble(
         neighbour = song_table.select("_song", *stems)
         df = gbdt_extra.join_song_columns(df, neighbour, f"{side}_song_id", f"{side}_")
     df = df.select("*", *gbdt_extra.flag_columns(include_after=not serving), *gbdt_extra.time_columns())
-    all_specs = manifest.catalogue(shape)
-    present = {s.name for s in manifest.profile_specs(profile, shape)}
-    outputs = []
-    for spec in all_specs:
-        value = F.col(spec.name) if spec.name in present else F.lit(None)
-        outputs.append(value.cast(spec.dtype).alias(spec.name))
     keys = [
         F.col("idx").cast("long").alias("idx"),
         F.col("_raw_msno").alias("msno"),
@@ -340,7 +335,17 @@ def _assemble(
         F.col("target").cast("int").alias("target"),
         F.lit(profile).alias("profile"),
     ]
-    return df.select(*keys, *outputs)
+    return df.select(*keys, *output_columns(shape, profile))
+
+
+def output_columns(shape: manifest.Shape, profile: str) -> list[Column]:
+    """Every catalogue column in catalogue order, cast to its dtype: the profile's columns from
+    the frame, the others as typed nulls (both profiles share one table schema)."""
+    present = {s.name for s in manifest.profile_specs(profile, shape)}
+    return [
+        (F.col(spec.name) if spec.name in present else F.lit(None)).cast(spec.dtype).alias(spec.name)
+        for spec in manifest.catalogue(shape)
+    ]
 
 
 def _svd_tables(

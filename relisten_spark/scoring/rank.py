@@ -342,6 +342,13 @@ def _rank_fn(
     return rank
 
 
+def cluster_by_user(pairs: DataFrame) -> DataFrame:
+    """``pairs`` hash-partitioned by ``msno`` and sorted by it inside each partition: every
+    candidate of a user in one task, users one after the other (what :func:`score_and_rank`
+    reads). Broadcast joins applied afterwards keep both properties."""
+    return pairs.repartition("msno").sortWithinPartitions("msno")
+
+
 @contextlib.contextmanager
 def arrow_batch_size(spark: SparkSession, rows: int) -> Iterator[None]:
     """Run the enclosed actions with Arrow batches of ``rows`` rows for Python tasks."""
@@ -364,13 +371,14 @@ def score_and_rank(
     """Top-N per (surface, user) with scores and reasons.
 
     ``pairs``: ``[surface, msno, song_id, artist_key, <every column of ens.columns>]``, one row
-    per candidate of a surface. Returns ``[surface, msno, rank int, song_id, score double,
-    reasons array<string>]`` (rules in the module docstring). ``timer`` (a float accumulator)
-    receives the seconds the tasks spent in model code. Run the action inside
-    :func:`arrow_batch_size` to fix the batch size.
+    per candidate of a surface, clustered by user (:func:`cluster_by_user`; cluster the narrow
+    pairs before their feature columns are added, so that the wide rows are never shuffled).
+    Returns ``[surface, msno, rank int, song_id, score double, reasons array<string>]`` (rules
+    in the module docstring). ``timer`` (a float accumulator) receives the seconds the tasks
+    spent in model code. Run the action inside :func:`arrow_batch_size` to fix the batch size.
     """
     missing = [c for c in (*KEYS, *ens.columns) if c not in pairs.columns]
     if missing:
         raise InputError(f"the scoring features lack columns the models need: {missing[:5]}")
-    prepared = pairs.select(*KEYS, *ens.columns).repartition("msno").sortWithinPartitions("msno")
+    prepared = pairs.select(*KEYS, *ens.columns)
     return prepared.mapInArrow(_rank_fn(ens, rules, batch_size, timer), RANKED_SCHEMA)

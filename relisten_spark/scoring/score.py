@@ -7,10 +7,11 @@ Stages (each logged with its time):
    (:mod:`~relisten_spark.scoring.candidates`, ``K + scoring.candidate_margin`` of them before
    the surface filters), then popular songs for users with fewer (no history, no factors, or a
    list emptied by the filters) (:mod:`~relisten_spark.scoring.surfaces`);
-2. features — one hypothetical event per (user, candidate, surface context), all at
-   ``idx = max(idx) + 1`` with ``split = 'score'``, appended to the log and passed through the
-   feature job's :func:`~relisten_spark.features.build.compute_features` in the scoring
-   profile, so a candidate gets exactly the serving features of an event "now";
+2. features — each (user, candidate, surface context) gets the serving features of a
+   hypothetical event "now" (``idx = max(idx) + 1``), built from end-of-log state tables of the
+   log's serving feature rows (:mod:`~relisten_spark.scoring.snapshot`; equal to the feature
+   job's :func:`~relisten_spark.features.build.compute_features` with the candidates appended,
+   without re-running it over the log);
 3. scoring — the stack over LightGBM and the nets, top-N per user and surface with the artist
    cap, and reasons (:mod:`~relisten_spark.scoring.rank`);
 4. output — ``gold.recs_<surface>`` (schemas.RECS) partitioned by ``run_date``; a rerun of a
@@ -20,11 +21,9 @@ Stages (each logged with its time):
 The returned summary carries the run id, model and input versions, row counts and timings:
 the CLI writes it to ``gold.runs``.
 
-Surface contexts and the feature frame: compute_features keeps only the bronze event columns,
-so a feature row is told apart from its twin of another surface by its encoded context
-(``source_system_tab``, ``source_screen_name``, ``source_type`` codes). The codes of each
-surface's context come from the same encoders the feature job fits
-(:func:`surface_codes`); surfaces whose contexts encode alike share their feature rows.
+Surface contexts: the codes of each surface's context (``source_system_tab``,
+``source_screen_name``, ``source_type``) come from the same encoders the feature job fits
+(:func:`surface_codes`); surfaces whose contexts encode alike share one context.
 """
 
 from __future__ import annotations
@@ -41,19 +40,19 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from relisten_spark import lake, schemas
+from relisten_spark import lake
 from relisten_spark.config import Config
 from relisten_spark.errors import InputError
 from relisten_spark.evaluation.predictions import new_run_id
 from relisten_spark.evaluation.splits import holdout_cutoff
 from relisten_spark.features import encode
-from relisten_spark.features.build import BronzeFrames, FeatureSet, compute_features, read_bronze
-from relisten_spark.scoring import candidates, rank, surfaces
+from relisten_spark.features.build import BronzeFrames, read_bronze
+from relisten_spark.scoring import candidates, rank, snapshot, surfaces
 
 log = logging.getLogger(__name__)
 
 CODE_COLUMNS = encode.SOURCE_COLUMNS
-SVD_TABLES = ("svd_member", "svd_song", "svd_values")
+SILVER_TABLES = ("features", "svd_member", "svd_song", "svd_member_artist", "svd_artist", "svd_values")
 SHORT_REASONS = ("catalog_smaller_than_n", "candidate_pool_short", "artist_cap")
 
 
@@ -193,32 +192,6 @@ def surface_codes(spark: SparkSession, cfg: Config, events: DataFrame) -> DataFr
     return spark.createDataFrame(mapped, schema)
 
 
-def pair_features(
-    spark: SparkSession, cfg: Config, frames: BronzeFrames, pairs: DataFrame, codes: DataFrame
-) -> tuple[DataFrame, FeatureSet]:
-    """Serving features of every candidate pair: ``[surface, msno, song_id, artist_key, ...]``.
-
-    Returns (frame, the FeatureSet to release once the frame has been consumed).
-    """
-    next_idx = int(frames.events.agg(F.max("idx")).first()[0]) + 1
-    contexts = pairs.join(F.broadcast(codes.select("surface", "context")), "surface")
-    hypothetical = surfaces.context_events(
-        contexts.select(F.col("context").alias("surface"), "msno", "song_id").distinct(),
-        cfg.scoring.surfaces,
-        next_idx,
-    ).drop("surface")
-    events = frames.events.select(*schemas.EVENTS.fieldNames()).unionByName(hypothetical)
-    feature_set = compute_features(
-        spark, BronzeFrames(events, frames.members, frames.songs, frames.song_extra), cfg.scoring.profile, cfg
-    )
-    scored = feature_set.features.where(F.col("split") == "score").drop("idx", "split", "target", "profile")
-    with_surface = scored.join(F.broadcast(codes.select("surface", *CODE_COLUMNS)), list(CODE_COLUMNS))
-    joined = with_surface.join(
-        pairs.select("surface", "msno", "song_id", "artist_key"), ["surface", "msno", "song_id"]
-    )
-    return joined, feature_set
-
-
 # ---- output --------------------------------------------------------------------------------
 def recs_frame(ranked: DataFrame, surface: str, run_date: str, model_version: str) -> DataFrame:
     """The schemas.RECS rows of one surface from :func:`rank.score_and_rank`'s output."""
@@ -296,7 +269,7 @@ def coverage(cfg: Config, cands: CandidateSet, ranked: DataFrame) -> dict[str, d
 
 def _input_versions(cfg: Config) -> dict[str, int]:
     versions = {}
-    for layer, names in (("bronze", ("events", "members", "songs", "song_extra")), ("silver", SVD_TABLES)):
+    for layer, names in (("bronze", ("events", "members", "songs", "song_extra")), ("silver", SILVER_TABLES)):
         for name in names:
             versions[f"{layer}.{name}"] = lake.version(lake.table_path(cfg.lake.root, layer, name))
     return versions
@@ -318,19 +291,18 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     }
     log.info("score: run %s date %s, ensemble %s", run_id, run_date, ensemble.versions)
     held = Held()
-    feature_set = None
     try:
         with clock.stage("candidates"):
             cands = build_pairs(spark, cfg, frames, held)
             n_users, n_pairs = cands.users.count(), cands.pairs.count()
         with clock.stage("features_and_scoring"):
             codes = surface_codes(spark, cfg, frames.events)
-            features, feature_set = pair_features(spark, cfg, frames, cands.pairs, codes)
+            features = snapshot.pair_features(spark, cfg, frames, cands.pairs, codes)
             timer = spark.sparkContext.accumulator(0.0)
             ranked = rank.score_and_rank(features, ensemble, rules, cfg.scoring.batch_size, timer)
             with rank.arrow_batch_size(spark, cfg.scoring.batch_size):
                 # materialised once, its lineage cut: the writes and the coverage check reuse it,
-                # and their plans stay small (the feature plan behind it has hundreds of nodes)
+                # and their plans stay small (the feature plan behind it is large)
                 ranked = ranked.localCheckpoint(eager=True)
             n_ranked = ranked.count()
         clock.seconds["model_task_seconds"] = round(float(timer.value), 3)
@@ -339,8 +311,6 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
         with clock.stage("coverage"):
             covered = coverage(cfg, cands, ranked)
     finally:
-        if feature_set is not None:
-            feature_set.release()
         held.release()
     clock.seconds["total"] = round(time.perf_counter() - started, 3)
     short = sum(v for c in covered.values() for k, v in c.items() if k.startswith("short_"))

@@ -132,7 +132,7 @@ def test_score_and_rank_matches_the_reference(spark, tmp_lake) -> None:
     frame = candidate_frame()
     pairs = spark.createDataFrame(frame.sample(frac=1.0, random_state=3))  # arrival order must not matter
 
-    ranked = rank.score_and_rank(pairs, ens, RULES, batch_size=7)
+    ranked = rank.score_and_rank(rank.cluster_by_user(pairs), ens, RULES, batch_size=7)
     with rank.arrow_batch_size(spark, 7):
         got = ranked.toPandas()
 

@@ -270,7 +270,8 @@ def test_ranked_recommendations_meet_the_acceptance_invariants(spark, tmp_lake) 
         name: score.rank.SurfaceRule(s.top_n or cfg.scoring.top_n, s.max_per_artist)
         for name, s in cfg.scoring.surfaces.items()
     }
-    ranked = score.rank.score_and_rank(with_features, ens, rules, batch_size=3).persist()
+    clustered = score.rank.cluster_by_user(with_features)
+    ranked = score.rank.score_and_rank(clustered, ens, rules, batch_size=3).persist()
     with score.rank.arrow_batch_size(spark, 3):
         ranked.count()
     score.write_recs(spark, cfg, ranked, "2026-11-22", stack_version)
@@ -290,15 +291,17 @@ def test_ranked_recommendations_meet_the_acceptance_invariants(spark, tmp_lake) 
 
 @pytest.mark.slow
 def test_score_command_end_to_end(spark, tmp_lake) -> None:
-    """`relisten score` with the feature job's compute_features on a tiny lake; gold.runs row."""
+    """`relisten features` (serving) then `relisten score` on a tiny lake; gold.runs row."""
     from relisten_spark.cli import run_command
     from relisten_spark.features import manifest
 
     cfg = _cfg(tmp_lake, candidates=4, run_date=date(2026, 11, 23))
+    cfg = cfg.model_copy(update={"features": cfg.features.model_copy(update={"profile": "serving"})})
     frames = _bronze(spark, cfg)
     for name in ("events", "members", "songs", "song_extra"):
         lake.write(spark, getattr(frames, name), lake.table_path(cfg.lake.root, "bronze", name))
-    _write_svd(spark, cfg)
+    ((_, built, _),) = run_command("features", cfg)
+    assert built["rows"] == len(LOG)
     serving = {s.name for s in manifest.profile_specs("serving")}
     version = _register(cfg, [c for c in manifest.gbdt_columns() if c in serving])
 
@@ -306,9 +309,12 @@ def test_score_command_end_to_end(spark, tmp_lake) -> None:
 
     assert summary["model_version"] == version
     check_recs(cfg, "2026-11-23", {"u1", "u2", "u3", "cold"}, summary["coverage"])
-    runs = lake.read(spark, lake.table_path(cfg.lake.root, "gold", "runs")).collect()
-    assert [(r.command, r.status) for r in runs] == [("score", "succeeded")]
+    all_runs = lake.read(spark, lake.table_path(cfg.lake.root, "gold", "runs")).collect()
+    statuses = sorted((r.command, r.status) for r in all_runs)
+    assert statuses == [("features", "succeeded"), ("score", "succeeded")]
+    runs = [r for r in all_runs if r.command == "score"]
     assert runs[0].model_versions["stack"] == version
     assert runs[0].input_versions["bronze.events"] == 0
+    assert runs[0].input_versions["silver.features"] == 0
     assert runs[0].row_counts["rows.candidate_pairs"] == summary["rows"]["candidate_pairs"]
     assert runs[0].timings_s["seconds.candidates"] > 0
