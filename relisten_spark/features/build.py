@@ -35,10 +35,10 @@ from relisten_spark.config import Config
 from relisten_spark.errors import InputError
 from relisten_spark.evaluation.splits import holdout_cutoff
 from relisten_spark.features import add, encode, gbdt_extra, manifest, popularity, svd
-from relisten_spark.features.neighbors import add_neighbors, fit_timestamp_fill
+from relisten_spark.features.neighbors import fill_gaps, fit_timestamp_fill, neighbour_columns
 from relisten_spark.features.source_profile import add_source_probs, add_source_profile, user_source_shares
-from relisten_spark.features.timeline import add_time_stats, add_timestamp
-from relisten_spark.features.windows import add_sequence_features, add_till_now, add_window_counts
+from relisten_spark.features.timeline import add_timestamp, time_stat_columns
+from relisten_spark.features.windows import add_sequence_features, till_now_column, window_count_columns
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +195,6 @@ def compute_features(spark: SparkSession, frames: BronzeFrames, profile: str, cf
         n_total = serving_clock(n_train) if serving else n_train + n_test
         if serving:
             rows = popularity.add_song_counts_cumulative(base)
-            rows = popularity.add_user_counts_cumulative(rows)
             static_fill = add.column_means(
                 song_t.join(songs.where("_fit").select("_song"), "_song"), ["song_length", "yy"]
             )
@@ -228,8 +227,7 @@ def compute_features(spark: SparkSession, frames: BronzeFrames, profile: str, cf
         rows = add_timestamp(rows, n_train, n_total)
         share_base = None
         if serving:
-            rows = _serving_sequences(rows, shape, fit_timestamp_fill(rows, fit))
-            rows = add_source_profile(rows, serving, manifest.SOURCE_SHARE_CODES)
+            rows = _serving_windows(rows, shape, fit_timestamp_fill(rows, fit), factors)
         else:
             # one sort per key on the narrow frame; song-keyed last so that the SVD dot join
             # below finds the rows already partitioned by song
@@ -246,10 +244,8 @@ def compute_features(spark: SparkSession, frames: BronzeFrames, profile: str, cf
                 shares.withColumnRenamed("msno", "_user"), "_user", "left"
             ).localCheckpoint()
             rows = add_source_probs(rows, serving, counted=share_base)
-        rows = add.add_shares(rows, serving, basis, share_base)
-        if serving:
-            rows = add.add_member_add_cumulative(rows)
-        rows = svd.add_svd_dots(rows, factors)
+            rows = add.add_shares(rows, serving, basis, share_base)
+            rows = svd.add_svd_dots(rows, factors)
         user_table = _user_table(member_t, factors, user_batch)
         song_table = _song_table(song_t, factors, song_batch)
         features = _assemble(rows, user_table, song_table, shape, profile)
@@ -260,16 +256,50 @@ def compute_features(spark: SparkSession, frames: BronzeFrames, profile: str, cf
     return FeatureSet(features, manifest_df, svd_tables, cardinalities, clock.timings, held)
 
 
-def _serving_sequences(rows: DataFrame, shape: manifest.Shape, fill: dict[str, float]) -> DataFrame:
-    """The serving profile's sequence families: time statistics, the previous event, the
-    previous event's per-row song values, window counts and till-now counts (PAST only)."""
-    rows = add_time_stats(rows, serving=True)
-    rows = add_neighbors(rows, include_after=False, fill=fill)
+def _serving_windows(
+    rows: DataFrame, shape: manifest.Shape, fill: dict[str, float], factors: svd.SvdFactors
+) -> DataFrame:
+    """The serving profile's cumulative families, ordered so that the frame is narrow while it is
+    sorted by other keys and every user-keyed window shares one sort at the end: the SVD dots
+    (a join by song), P(x | user) and P(c | song) ((entity, value) windows), the member_add
+    artist marker, the song-keyed windows, then all user-keyed ones (user counts, member_add,
+    the previous event and its per-row song values, window and till-now counts, time
+    statistics, the source distribution). Each shuffle carries every column added before it: in
+    the order of the families' modules (shares and member_add last, user and song keys
+    alternating) the 9.9M-event run filled ~45 GB of free disk with shuffle files and failed.
+    """
+    rows = svd.add_svd_dots(rows, factors)
+    rows = add.add_shares(rows, serving=True, basis=None)
+    rows = add_source_probs(rows, serving=True)
+    rows = rows.select("*", *song_window_columns(shape))
+    rows = add.add_member_add_cumulative(rows)
+    rows = popularity.add_user_counts_cumulative(rows)
+    rows = rows.select("*", *user_window_columns(shape))
     per_row_song = [*ROW_SONG_COLUMNS, *popularity.count_columns(popularity.SONG_KEYS)]
-    stems = _previous_row_stems(shape, per_row_song)
-    rows = gbdt_extra.add_neighbor_values(rows, stems, include_after=False)
-    rows = add_window_counts(rows, list(shape.windows), include_after=False)
-    return add_till_now(rows)
+    rows = gbdt_extra.add_neighbor_values(rows, _previous_row_stems(shape, per_row_song), include_after=False)
+    rows = add_source_profile(rows, serving=True, codes=manifest.SOURCE_SHARE_CODES, probs=False)
+    return fill_gaps(rows, include_after=False, fill=fill)
+
+
+def song_window_columns(shape: manifest.Shape) -> list[Column]:
+    """The serving song-keyed window columns (one sort by song): window and till-now counts,
+    cumulative time statistics."""
+    return [
+        *window_count_columns("song_id", "song", shape.windows, include_after=False),
+        till_now_column("song_id", "song"),
+        *time_stat_columns("song_id", "song", serving=True),
+    ]
+
+
+def user_window_columns(shape: manifest.Shape) -> list[Column]:
+    """The serving user-keyed sequence columns: the previous event (time delta un-filled),
+    window and till-now counts, cumulative time statistics."""
+    return [
+        *neighbour_columns(include_after=False),
+        *window_count_columns("msno", "msno", shape.windows, include_after=False),
+        till_now_column("msno", "msno"),
+        *time_stat_columns("msno", "msno", serving=True),
+    ]
 
 
 def song_time_stats(rows: DataFrame) -> DataFrame:

@@ -77,8 +77,11 @@ def add_source_probs(
     return ev
 
 
-def add_source_profile(ev: DataFrame, serving: bool, codes: Mapping[str, Sequence[int]]) -> DataFrame:
-    """``ev`` + one share column per (column, code) of ``codes`` and one P(x | user) per column.
+def add_source_profile(
+    ev: DataFrame, serving: bool, codes: Mapping[str, Sequence[int]], probs: bool = True
+) -> DataFrame:
+    """``ev`` + one share column per (column, code) of ``codes`` and (``probs``) one P(x | user)
+    per column.
 
     ``ev``: ``[idx long, msno int, <each column of codes> int, ...]``; ``codes`` maps a source
     column (``source_system_tab``, ``source_screen_name``, ``source_type``) to the codes that get
@@ -98,4 +101,4 @@ def add_source_profile(ev: DataFrame, serving: bool, codes: Mapping[str, Sequenc
         frame = Window.partitionBy("msno")
     total = F.count(F.lit(1)).over(frame)
     out = ev.select("*", *[_share(F.sum(flag).over(frame), total).alias(name) for flag, name in flags])
-    return add_source_probs(out, serving, list(codes))
+    return add_source_probs(out, serving, list(codes)) if probs else out

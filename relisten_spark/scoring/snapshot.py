@@ -208,7 +208,7 @@ def user_history(
         ]
     per_user = rows.groupBy("msno").agg(
         F.count(F.lit(1)).alias("_n"),
-        F.max(F.struct("idx", *last)).alias("_last"),
+        F.max("idx").alias("_last_idx"),
         F.avg("timestamp").alias("msno_timestamp_mean"),
         F.stddev_samp("timestamp").alias("msno_timestamp_std"),
         *_window_counts(now, shape.windows, "u"),
@@ -216,14 +216,15 @@ def user_history(
         *shares,
         *member_add,
     )
+    # the user's last event: one row per user, found by its idx (no per-row struct to compare)
+    ends = per_user.select(F.col("msno").alias("_m"), F.col("_last_idx").alias("_i"))
+    is_last = (F.col("msno") == F.col("_m")) & (F.col("idx") == F.col("_i"))
+    last_rows = history.join(F.broadcast(ends), is_last)
+    last_rows = last_rows.select("msno", *[F.col(c).alias(f"_last_{c}") for c in last])
     # distinct artist codes, the missing code (null) counted as one, as the cumulative form does
-    artists = (
-        rows.groupBy("msno", "artist_name").count().groupBy("msno").agg(F.count(F.lit(1)).alias("_artists"))
-    )
-    flat = [c for c in per_user.columns if c != "_last"] + [
-        F.col("_last")[c].alias(f"_last_{c}") for c in last
-    ]
-    return per_user.select(*flat).join(artists, "msno")
+    artists = rows.groupBy("msno", "artist_name").count()
+    artists = artists.groupBy("msno").agg(F.count(F.lit(1)).alias("_artists"))
+    return per_user.drop("_last_idx").join(last_rows, "msno").join(artists, "msno")
 
 
 def song_history(history: DataFrame, now: Clock, shape: manifest.Shape, ctxs: Sequence[Context]) -> DataFrame:
