@@ -14,13 +14,14 @@ candidates of a user together. The task:
 3. ranks per (surface, user): scores descending, ``song_id`` ascending as the tie-break; the
    artist cap first (the k-th song of an artist in that order is dropped when k > cap), then
    ranks 1..N of the survivors;
-4. explains only the rows it keeps: LightGBM ``pred_contrib`` (TreeSHAP) for those rows, the
-   three largest contributions as ``reasons`` (``"<feature>:<+contribution>"``).
+4. explains only the rows it keeps: the LightGBM contributions of those rows
+   (``scoring.reasons``: path contributions, :mod:`~relisten_spark.scoring.attribution`, or
+   TreeSHAP), the three largest as ``reasons`` (``"<feature>:<+contribution>"``).
 
 Ranking inside the task rather than with a window after it is what lets step 4 see the
-features: ``pred_contrib`` costs about a hundred times a prediction (measured 432 us against
-3.4 us per row for the fast preset's 100 trees of 31 leaves over 388 columns), so it is
-computed for the N kept rows per user, not for the K candidates, and the candidates' feature
+features: contributions cost far more than a prediction (TreeSHAP: 432 us against 3.4 us per
+row on a small 100-tree model, over 1 ms on the full-scale one), so they are computed for the N
+kept rows per user, not for the K candidates, and the candidates' feature
 rows never have to be stored or recomputed. The order is the one of
 ``row_number() over (partition by surface, msno order by score desc, song_id)`` after the cap
 filter ``row_number() over (partition by surface, msno, artist ...) <= cap`` (a test checks it
@@ -51,6 +52,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from relisten_spark.errors import InputError
 from relisten_spark.models import registry
+from relisten_spark.scoring import attribution
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +96,7 @@ class Ensemble:
     models: tuple[ModelRef, ...]
     lgb_features: tuple[str, ...]
     net_inputs: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    reasons: str = "path"  # "path" contributions (attribution.py) or LightGBM's TreeSHAP "shap"
 
     @property
     def versions(self) -> dict[str, str]:
@@ -117,8 +120,9 @@ class SurfaceRule:
     max_per_artist: int | None
 
 
-def load_ensemble(models_root: str, profile: str) -> Ensemble:
-    """The latest stack of ``profile`` and the base-model versions it was fit on.
+def load_ensemble(models_root: str, profile: str, reasons: str = "path") -> Ensemble:
+    """The latest stack of ``profile`` and the base-model versions it was fit on; ``reasons``
+    the contributions the reasons come from (``scoring.reasons``).
 
     Raises :class:`InputError` when no stack is trained on ``profile``, when a base version is
     gone from the registry, or when the stack has no LightGBM (the reasons come from LightGBM).
@@ -144,6 +148,7 @@ def load_ensemble(models_root: str, profile: str) -> Ensemble:
         models=refs,
         lgb_features=tuple(features),
         net_inputs=net_inputs,
+        reasons=reasons,
     )
 
 
@@ -203,6 +208,14 @@ def _load(ref: ModelRef) -> Any:
 
     torch.set_num_threads(1)  # one Spark task = one core
     return nets.load(ref.folder)
+
+
+def _paths(ref: ModelRef) -> attribution.PathContributions:
+    """The path contributions table of a LightGBM version, built once per Python worker."""
+    key = (f"{ref.name}:paths", ref.version)
+    if key not in _CACHE:
+        _CACHE[key] = attribution.path_contributions(_cached(ref))
+    return _CACHE[key]
 
 
 def cache_keys() -> list[tuple[str, str]]:
@@ -270,12 +283,22 @@ def top_n_positions(frame: pd.DataFrame, rules: Mapping[str, SurfaceRule]) -> pd
     return kept[["pos", "rank"]].reset_index(drop=True)
 
 
-def reasons(booster: Any, x: np.ndarray, features: Sequence[str], k: int = REASONS) -> list[list[str]]:
-    """The ``k`` largest LightGBM contributions (TreeSHAP) of each row of ``x``, as
-    ``"<feature>:<+contribution>"`` strings, largest first (ties: feature order)."""
+def reasons(
+    booster: Any,
+    x: np.ndarray,
+    features: Sequence[str],
+    k: int = REASONS,
+    paths: attribution.PathContributions | None = None,
+) -> list[list[str]]:
+    """The ``k`` largest LightGBM contributions of each row of ``x``, as
+    ``"<feature>:<+contribution>"`` strings, largest first (ties: feature order): path
+    contributions from ``paths``, LightGBM's TreeSHAP when ``paths`` is None."""
     if x.shape[0] == 0:
         return []
-    contrib = np.asarray(booster.predict(x, pred_contrib=True, num_threads=1))[:, : len(features)]
+    if paths is None:
+        contrib = np.asarray(booster.predict(x, pred_contrib=True, num_threads=1))[:, : len(features)]
+    else:
+        contrib = paths.of(booster, x)[:, : len(features)]
     order = np.lexsort((np.broadcast_to(np.arange(contrib.shape[1]), contrib.shape), -contrib), axis=1)[:, :k]
     names = np.asarray(features, dtype=object)
     values = np.take_along_axis(contrib, order, axis=1)
@@ -295,8 +318,9 @@ def _rank_chunk(
     frame["score"] = score
     kept = top_n_positions(frame, rules)
     pos = kept["pos"].to_numpy()
-    booster = _cached(next(r for r in ens.models if r.name == LIGHTGBM))
-    why = reasons(booster, lgb_x[pos], ens.lgb_features)
+    ref = next(r for r in ens.models if r.name == LIGHTGBM)
+    booster = _cached(ref)
+    why = reasons(booster, lgb_x[pos], ens.lgb_features, paths=_paths(ref) if ens.reasons == "path" else None)
     if timer is not None:
         timer.add(time.perf_counter() - started)
     take = pa.array(pos, pa.int64())

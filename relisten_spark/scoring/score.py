@@ -282,7 +282,7 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     run_id = new_run_id("score")
     run_date = resolve_run_date(cfg)
     surfaces.check_surfaces(cfg.scoring)
-    ensemble = rank.load_ensemble(cfg.models.root, cfg.scoring.profile)
+    ensemble = rank.load_ensemble(cfg.models.root, cfg.scoring.profile, cfg.scoring.reasons)
     frames = read_bronze(spark, cfg)
     input_versions = _input_versions(cfg)
     rules = {

@@ -16,7 +16,7 @@ from pyspark.testing import assertDataFrameEqual
 
 from relisten_spark.errors import InputError
 from relisten_spark.models import registry
-from relisten_spark.scoring import rank
+from relisten_spark.scoring import attribution, rank
 
 pytestmark = pytest.mark.spark
 
@@ -72,7 +72,8 @@ def expected_ranking(frame: pd.DataFrame, booster: lgb.Booster) -> pd.DataFrame:
     scored = frame.assign(score=score)
     kept = rank.top_n_positions(scored, RULES)
     rows = scored.iloc[kept["pos"]]
-    why = rank.reasons(booster, rows[FEATURES].to_numpy(), FEATURES)
+    paths = attribution.path_contributions(booster)  # scoring.reasons defaults to "path"
+    why = rank.reasons(booster, rows[FEATURES].to_numpy(), FEATURES, paths=paths)
     return pd.DataFrame(
         {
             "surface": rows["surface"].to_numpy(),
@@ -165,7 +166,8 @@ def test_task_side_loads_each_model_once_and_ignores_batch_boundaries(tmp_lake, 
     small, large = run(batch_size=5, arrow_rows=4), run(batch_size=10_000, arrow_rows=10_000)
     pd.testing.assert_frame_equal(small, large)
     assert loads == ["lightgbm"]
-    assert rank.cache_keys() == [("lightgbm", ens.versions["lightgbm"])]
+    version = ens.versions["lightgbm"]  # the model and its path-contributions table, once each
+    assert rank.cache_keys() == [("lightgbm", version), ("lightgbm:paths", version)]
 
 
 def test_load_ensemble_checks_the_profile_and_lightgbm(tmp_lake) -> None:
