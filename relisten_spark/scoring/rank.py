@@ -369,8 +369,9 @@ def _rank_fn(
 def cluster_by_user(pairs: DataFrame) -> DataFrame:
     """``pairs`` hash-partitioned by ``msno`` and sorted by it inside each partition: every
     candidate of a user in one task, users one after the other (what :func:`score_and_rank`
-    reads). Broadcast joins applied afterwards keep both properties."""
-    return pairs.repartition("msno").sortWithinPartitions("msno")
+    reads). The result is materialised (a local checkpoint): the optimizer drops a local sort
+    that a join follows, but broadcast joins applied to the materialised rows keep their order."""
+    return pairs.repartition("msno").sortWithinPartitions("msno").localCheckpoint(eager=True)
 
 
 @contextlib.contextmanager

@@ -14,9 +14,10 @@ Stages (each logged with its time):
    without re-running it over the log);
 3. scoring — the stack over LightGBM and the nets, top-N per user and surface with the artist
    cap, and reasons (:mod:`~relisten_spark.scoring.rank`);
-4. output — ``gold.recs_<surface>`` (schemas.RECS) partitioned by ``run_date``; a rerun of a
-   date replaces that partition in one Delta commit; then a coverage check: every user gets
-   exactly N rows per surface, or the summary counts those who do not and why.
+4. output — a coverage check first (every user gets exactly N rows per surface, or the summary
+   counts those who do not and why; more than N stops the run before anything is written),
+   then ``gold.recs_<surface>`` (schemas.RECS) partitioned by ``run_date``; a rerun of a date
+   replaces that partition in one Delta commit.
 
 The returned summary carries the run id, model and input versions, row counts and timings:
 the CLI writes it to ``gold.runs``.
@@ -306,10 +307,10 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
                 ranked = ranked.localCheckpoint(eager=True)
             n_ranked = ranked.count()
         clock.seconds["model_task_seconds"] = round(float(timer.value), 3)
+        with clock.stage("coverage"):  # before the write: a defect stops the run, not the readers
+            covered = coverage(cfg, cands, ranked)
         with clock.stage("write"):
             table_versions = write_recs(spark, cfg, ranked, run_date, ensemble.stack_version)
-        with clock.stage("coverage"):
-            covered = coverage(cfg, cands, ranked)
     finally:
         held.release()
     clock.seconds["total"] = round(time.perf_counter() - started, 3)

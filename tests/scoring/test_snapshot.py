@@ -133,6 +133,27 @@ def test_pair_features_equal_compute_features_of_appended_events(spark, lake_wit
     assert (kiosk["source_system_tab"] != got.xs("story", level="surface")["source_system_tab"]).all()
 
 
+def test_pair_rows_arrive_clustered_by_user(spark, lake_with_features) -> None:
+    """What score_and_rank needs: each partition's rows sorted by msno, no user in two."""
+    cfg, frames = lake_with_features
+    codes = score.surface_codes(spark, cfg, frames.events)
+
+    def summary(batches):
+        yield pd.DataFrame({"users": [[m for batch in batches for m in batch["msno"]]]})
+
+    key = "spark.sql.adaptive.coalescePartitions.enabled"  # keep the tiny data in several tasks
+    spark.conf.set(key, "false")
+    try:
+        features = snapshot.pair_features(spark, cfg, frames, _pairs(spark), codes)
+        parts = features.mapInPandas(summary, "users array<string>").collect()
+    finally:
+        spark.conf.unset(key)
+    lists = [p["users"] for p in parts if p["users"]]
+    assert len(lists) > 1  # several partitions, or the test proves nothing
+    assert all(u == sorted(u) for u in lists)
+    assert sum(len(set(u)) for u in lists) == len({m for u in lists for m in u})
+
+
 def test_songs_outside_the_log_are_refused(spark, lake_with_features) -> None:
     cfg, frames = lake_with_features
     pairs = spark.createDataFrame(
