@@ -162,6 +162,11 @@ def format_summary(results: Sequence[tuple[str, dict[str, Any], float]]) -> str:
             lines.append(f"   {key}: {text}")
     total = sum(r[2] for r in results)
     lines.append(f"== total {total:.1f} s")
+    for _, summary, _ in results:  # what a run leaves for its readers, last
+        if "report" in summary:
+            lines.append(f"report: {summary['report']}")
+        for table, where in (summary.get("tables") or {}).items():
+            lines.append(f"{table}: {where}")
     return "\n".join(lines)
 
 

@@ -61,3 +61,17 @@ def test_pipeline_plan_runs_profile_stages_per_profile() -> None:
     both = plan("pipeline", load_config(None))
     assert [c.gbdt.profile for s, c in both if s == "train-gbdt"] == ["full", "serving"]
     assert both[0][0] == "generate"
+
+
+def test_the_summary_ends_with_the_report_and_the_tables() -> None:
+    from relisten_spark.cli import format_summary
+
+    results = [
+        ("evaluate", {"run_id": "e1", "report": "lake/reports/e1.html"}, 2.0),
+        ("score", {"tables": {"gold.recs_story": "lake/gold/recs_story (version 3)"}}, 5.0),
+    ]
+    assert format_summary(results).splitlines()[-3:] == [
+        "== total 7.0 s",
+        "report: lake/reports/e1.html",
+        "gold.recs_story: lake/gold/recs_story (version 3)",
+    ]

@@ -1,4 +1,5 @@
-"""``relisten evaluate``: metrics of every model's holdout predictions into ``gold.metrics``.
+"""``relisten evaluate``: metrics of every model's holdout predictions into ``gold.metrics``,
+and the HTML report of them (:mod:`~relisten_spark.evaluation.report`) under the lake.
 
 For every ``(model, profile, split_mode)`` in gold.predictions and each of its ``calib`` and
 ``eval`` parts, the metrics of :mod:`relisten_spark.evaluation.metrics` (``split_mode`` says
@@ -22,7 +23,7 @@ from pyspark.sql import functions as F
 from relisten_spark import lake, schemas
 from relisten_spark.config import Config
 from relisten_spark.errors import InputError
-from relisten_spark.evaluation import oracle
+from relisten_spark.evaluation import oracle, report
 from relisten_spark.evaluation.metrics import binary_metrics
 from relisten_spark.evaluation.predictions import new_run_id, predictions_path, read_predictions
 
@@ -70,10 +71,12 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
         )
         evaluated.setdefault(key, {})[r["metric"]] = "n/a" if r["value"] is None else f"{r['value']:.4f}"
     log.info("gold.metrics version %d: %s", version, evaluated)
+    page = report.write_report(spark, cfg, run_id)
     return {
         "run_id": run_id,
         "metrics_version": version,
         "models": len(evaluated),
         "oracle": with_oracle,
         "eval": evaluated,
+        "report": page,
     }

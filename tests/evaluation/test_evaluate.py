@@ -93,6 +93,10 @@ def test_evaluate_writes_every_metric_of_every_model_and_is_idempotent(spark, tm
     )
     assert summary["models"] == 3
     assert summary["oracle"] is True
+    page = Path(summary["report"])  # the HTML report of this run, under the lake
+    assert page.is_file()
+    assert page.name == f"{summary['run_id']}.html"
+    assert str(page).startswith(tmp_lake.lake.root)
 
     again = evaluate.run(spark, tmp_lake)
     rerun = lake.read(spark, path).collect()
