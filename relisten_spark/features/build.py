@@ -35,10 +35,10 @@ from relisten_spark.config import Config
 from relisten_spark.errors import InputError
 from relisten_spark.evaluation.splits import holdout_cutoff
 from relisten_spark.features import add, encode, gbdt_extra, manifest, popularity, svd
-from relisten_spark.features.neighbors import fill_gaps, fit_timestamp_fill, neighbour_columns
-from relisten_spark.features.source_profile import add_source_probs, add_source_profile, user_source_shares
-from relisten_spark.features.timeline import add_timestamp, time_stat_columns
-from relisten_spark.features.windows import add_sequence_features, till_now_column, window_count_columns
+from relisten_spark.features.neighbors import fill_gaps, fit_timestamp_fill
+from relisten_spark.features.source_profile import add_source_probs, add_source_shares, user_source_shares
+from relisten_spark.features.timeline import add_timestamp
+from relisten_spark.features.windows import add_sequence_features, sequence_columns
 
 log = logging.getLogger(__name__)
 
@@ -271,35 +271,15 @@ def _serving_windows(
     rows = svd.add_svd_dots(rows, factors)
     rows = add.add_shares(rows, serving=True, basis=None)
     rows = add_source_probs(rows, serving=True)
-    rows = rows.select("*", *song_window_columns(shape))
+    windows = shape.windows
+    rows = rows.select("*", *sequence_columns("song_id", "song", windows, include_after=False, serving=True))
     rows = add.add_member_add_cumulative(rows)
     rows = popularity.add_user_counts_cumulative(rows)
-    rows = rows.select("*", *user_window_columns(shape))
+    rows = rows.select("*", *sequence_columns("msno", "msno", windows, include_after=False, serving=True))
     per_row_song = [*ROW_SONG_COLUMNS, *popularity.count_columns(popularity.SONG_KEYS)]
     rows = gbdt_extra.add_neighbor_values(rows, _previous_row_stems(shape, per_row_song), include_after=False)
-    rows = add_source_profile(rows, serving=True, codes=manifest.SOURCE_SHARE_CODES, probs=False)
+    rows = add_source_shares(rows, serving=True, codes=manifest.SOURCE_SHARE_CODES)
     return fill_gaps(rows, include_after=False, fill=fill)
-
-
-def song_window_columns(shape: manifest.Shape) -> list[Column]:
-    """The serving song-keyed window columns (one sort by song): window and till-now counts,
-    cumulative time statistics."""
-    return [
-        *window_count_columns("song_id", "song", shape.windows, include_after=False),
-        till_now_column("song_id", "song"),
-        *time_stat_columns("song_id", "song", serving=True),
-    ]
-
-
-def user_window_columns(shape: manifest.Shape) -> list[Column]:
-    """The serving user-keyed sequence columns: the previous event (time delta un-filled),
-    window and till-now counts, cumulative time statistics."""
-    return [
-        *neighbour_columns(include_after=False),
-        *window_count_columns("msno", "msno", shape.windows, include_after=False),
-        till_now_column("msno", "msno"),
-        *time_stat_columns("msno", "msno", serving=True),
-    ]
 
 
 def song_time_stats(rows: DataFrame) -> DataFrame:

@@ -77,28 +77,32 @@ def add_source_probs(
     return ev
 
 
-def add_source_profile(
-    ev: DataFrame, serving: bool, codes: Mapping[str, Sequence[int]], probs: bool = True
-) -> DataFrame:
-    """``ev`` + one share column per (column, code) of ``codes`` and (``probs``) one P(x | user)
-    per column.
+def add_source_profile(ev: DataFrame, serving: bool, codes: Mapping[str, Sequence[int]]) -> DataFrame:
+    """``ev`` + :func:`add_source_shares` + one P(x | user) per column of ``codes``
+    (:func:`add_source_probs`, ``msno_{column}_prob`` double).
+
+    ``ev``: ``[idx long, msno int, <each column of codes> int, ...]``.
+    """
+    return add_source_probs(add_source_shares(ev, serving, codes), serving, list(codes))
+
+
+def add_source_shares(ev: DataFrame, serving: bool, codes: Mapping[str, Sequence[int]]) -> DataFrame:
+    """``ev`` + one share column per (column, code) of ``codes``, over user-keyed windows only.
 
     ``ev``: ``[idx long, msno int, <each column of codes> int, ...]``; ``codes`` maps a source
     column (``source_system_tab``, ``source_screen_name``, ``source_type``) to the codes that get
     a column (0.0 when the user never has the code, even if no row has it).
 
     * ``msno_{column}_{c}`` (double): the fraction of the user's rows whose ``column`` is ``c``.
-    * ``msno_{column}_prob`` (double): see :func:`add_source_probs`.
     * full: over all rows of the user (BATCH; the same values as :func:`user_source_shares`).
       serving: over the user's rows with a strictly smaller ``idx``; a user's first event gets
       null everywhere.
     """
-    require_columns(ev, ["idx", "msno", *codes], "add_source_profile")
+    require_columns(ev, ["idx", "msno", *codes], "add_source_shares")
     flags = _flags(codes)
     if serving:
         frame = Window.partitionBy("msno").orderBy("idx").rangeBetween(Window.unboundedPreceding, -1)
     else:
         frame = Window.partitionBy("msno")
     total = F.count(F.lit(1)).over(frame)
-    out = ev.select("*", *[_share(F.sum(flag).over(frame), total).alias(name) for flag, name in flags])
-    return add_source_probs(out, serving, list(codes)) if probs else out
+    return ev.select("*", *[_share(F.sum(flag).over(frame), total).alias(name) for flag, name in flags])

@@ -95,9 +95,17 @@ def add_sequence_features(
     require_columns(ev, ["idx", "msno", "song_id", *COPIED, "split", "timestamp"], "add_sequence_features")
     check_fill(include_after, fill)
     for key, prefix in ENTITIES:
-        columns = neighbour_columns(include_after) if key == "msno" else []
-        columns += window_count_columns(key, prefix, windows, include_after)
-        columns.append(till_now_column(key, prefix))
-        columns += time_stat_columns(key, prefix, serving)
-        ev = ev.select("*", *columns)
+        ev = ev.select("*", *sequence_columns(key, prefix, windows, include_after, serving))
     return fill_gaps(ev, include_after, fill)
+
+
+def sequence_columns(
+    key: str, prefix: str, windows: Sequence[int], include_after: bool, serving: bool
+) -> list[Column]:
+    """The sequence columns of one entity (see :func:`add_sequence_features`), all over windows
+    partitioned by ``key`` and ordered by ``idx`` (one sort): the neighbour columns (user only,
+    time deltas un-filled), window and till-now counts, time statistics."""
+    columns = neighbour_columns(include_after) if key == "msno" else []
+    columns += window_count_columns(key, prefix, windows, include_after)
+    columns.append(till_now_column(key, prefix))
+    return columns + time_stat_columns(key, prefix, serving)
