@@ -59,9 +59,11 @@ _NOT_COPIED = (
 
 @dataclass(frozen=True)
 class Clock:
-    """The hypothetical event's position: ``idx`` = N and the row-time map's constants."""
+    """The hypothetical event's position: ``idx`` = N (after the log's ``rows`` events) and the
+    row-time map's constants."""
 
     idx: int
+    rows: int
     n_train: int
     n_total: int
     cutoff: int
@@ -88,19 +90,18 @@ def previous_song_stems(shape: manifest.Shape) -> list[str]:
     return [n.removeprefix("before_") for n in names if n not in _NOT_COPIED]
 
 
-def read_history(spark: SparkSession, cfg: Config, events: DataFrame) -> DataFrame:
-    """The ``serving`` rows of silver.features, checked to describe exactly the events' log."""
+def read_history(spark: SparkSession, cfg: Config, now: Clock) -> DataFrame:
+    """The ``serving`` rows of silver.features, checked to describe exactly the log of ``now``."""
     path = lake.table_path(cfg.lake.root, "silver", "features")
     rerun = "run `relisten features --set features.profile=serving`"
     if not lake.exists(path):
         raise InputError(f"{path} not found: {rerun}")
     history = lake.read(spark, path, where={"profile": PROFILE})
     got = history.agg(F.count(F.lit(1)).alias("n"), F.max("idx").alias("last")).first()
-    want = events.agg(F.count(F.lit(1)).alias("n"), F.max("idx").alias("last")).first()
-    if (got["n"], got["last"]) != (want["n"], want["last"]):
+    if (got["n"], got["last"]) != (now.rows, now.idx - 1):
         raise InputError(
             f"{path} (serving) has {got['n']} rows up to idx {got['last']} but bronze.events has "
-            f"{want['n']} up to {want['last']}: the features are stale, {rerun}"
+            f"{now.rows} up to {now.idx - 1}: the features are stale, {rerun}"
         )
     return history
 
@@ -108,13 +109,15 @@ def read_history(spark: SparkSession, cfg: Config, events: DataFrame) -> DataFra
 def clock(events: DataFrame, cfg: Config) -> Clock:
     """The scoring clock of ``events`` (bronze): N = max(idx) + 1, the serving time map."""
     row = events.agg(
-        F.max("idx").alias("last"), F.sum((F.col("split") == "train").cast("long")).alias("train")
+        F.count(F.lit(1)).alias("rows"),
+        F.max("idx").alias("last"),
+        F.sum((F.col("split") == "train").cast("long")).alias("train"),
     ).first()
     n_train = int(row["train"] or 0)
     if row["last"] is None or n_train < 2:
         raise InputError(f"bronze.events has {n_train} train rows; scoring needs at least 2")
     cutoff = holdout_cutoff(events, cfg.evaluation)
-    return Clock(int(row["last"]) + 1, n_train, serving_clock(n_train), cutoff)
+    return Clock(int(row["last"]) + 1, int(row["rows"]), n_train, serving_clock(n_train), cutoff)
 
 
 def fills(history: DataFrame, fit: Column) -> dict[str, float | None]:
@@ -133,14 +136,15 @@ def fills(history: DataFrame, fit: Column) -> dict[str, float | None]:
     return {**static, **row, **gap}
 
 
-def contexts(codes: DataFrame, history: DataFrame, fit: Column) -> list[Context]:
-    """The distinct surface contexts of ``codes`` (score.surface_codes) with their source code."""
-    source_codes = add.fit_source_codes(history, fit)
-    rows = codes.select("context", *SOURCE_COLUMNS).distinct()
-    coded = add.add_source(rows, source_codes).collect()  # one row per surface context
-    return [
-        Context(r["context"], tuple(int(r[c]) for c in SOURCE_COLUMNS), int(r["source"]))  # type: ignore[arg-type]
-        for r in sorted(coded, key=lambda r: r["context"])
+def coded_surfaces(codes: DataFrame, history: DataFrame, fit: Column) -> tuple[DataFrame, list[Context]]:
+    """(``[surface, _ctx, <source code columns>, source]``: each surface's context with its
+    ``source`` code, encoded as the feature job fits it; the distinct contexts)."""
+    by_surface = codes.select("surface", F.col("context").alias("_ctx"), *SOURCE_COLUMNS)
+    by_surface = add.add_source(by_surface, add.fit_source_codes(history, fit)).localCheckpoint()
+    coded = by_surface.drop("surface").distinct().collect()  # one row per surface context
+    return by_surface, [
+        Context(r["_ctx"], tuple(int(r[c]) for c in SOURCE_COLUMNS), int(r["source"]))  # type: ignore[arg-type]
+        for r in sorted(coded, key=lambda r: r["_ctx"])
     ]
 
 
@@ -167,22 +171,16 @@ def _window_counts(now: Clock, windows: Sequence[int], prefix: str) -> list[Colu
     return [_count_where(F.col("idx") >= now.idx - int(w)).alias(f"_{prefix}_w{w}") for w in windows]
 
 
-def _nn_values(fill: Mapping[str, float | None]) -> list[Column]:
-    return [
-        F.coalesce(F.col(stem), F.lit(fill.get(stem))).cast("double").alias(column)
-        for stem, column in add.MEMBER_ADD_VALUES.items()
-    ]
-
-
 def user_history(
-    history: DataFrame,
+    rows: DataFrame,
     now: Clock,
     shape: manifest.Shape,
     ctxs: Sequence[Context],
-    fill: Mapping[str, float | None],
 ) -> DataFrame:
     """One row per user of the log: ``[msno, _n, _u_w<w>, _u<j>_<column>, _last_<column> ...,
-    msno_timestamp_mean/std, msno_<column>_<code>, member_add columns]``."""
+    msno_timestamp_mean/std, msno_<column>_<code>, member_add columns]``.
+
+    ``rows``: the serving rows of the log with their NN values (``add.add_nn_values``)."""
     last = [
         "song_id",
         "artist_name",
@@ -191,8 +189,6 @@ def user_history(
         "source_screen_name",
         *previous_song_stems(shape),
     ]
-    last = list(dict.fromkeys(last))
-    rows = history.select("*", *_nn_values(fill))
     shares = [
         _ratio(_count_where(F.col(column) == code), F.count(F.lit(1))).alias(share_name(column, code))
         for column, listed in manifest.SOURCE_SHARE_CODES.items()
@@ -219,7 +215,7 @@ def user_history(
     # the user's last event: one row per user, found by its idx (no per-row struct to compare)
     ends = per_user.select(F.col("msno").alias("_m"), F.col("_last_idx").alias("_i"))
     is_last = (F.col("msno") == F.col("_m")) & (F.col("idx") == F.col("_i"))
-    last_rows = history.join(F.broadcast(ends), is_last)
+    last_rows = rows.join(F.broadcast(ends), is_last)
     last_rows = last_rows.select("msno", *[F.col(c).alias(f"_last_{c}") for c in last])
     # distinct artist codes, the missing code (null) counted as one, as the cumulative form does
     artists = rows.groupBy("msno", "artist_name").count()
@@ -322,10 +318,10 @@ def _value_counts(rows: DataFrame, value: str) -> DataFrame:
     )
 
 
-def add_user_value_counts(narrow: DataFrame, history: DataFrame, nn_yy: float | None) -> DataFrame:
+def add_user_value_counts(narrow: DataFrame, rows: DataFrame) -> DataFrame:
     """``narrow`` ``[msno, <value columns of USER_VALUE_SHARES>, ...]`` + ``_c_<share>``: how many
-    of the user's rows in the log carry the pair's value (null values match null values)."""
-    rows = history.select("msno", *[c for c in USER_VALUE_SHARES.values() if c != "_nn_yy"], _nn_yy(nn_yy))
+    of the user's rows in the log (``rows``, with NN values) carry the pair's value (null values
+    match null values)."""
     out = narrow
     for name, value in USER_VALUE_SHARES.items():
         table = _value_counts(rows, value)
@@ -334,10 +330,6 @@ def add_user_value_counts(narrow: DataFrame, history: DataFrame, nn_yy: float | 
             *[out[c] for c in out.columns], F.coalesce(F.col("_c"), F.lit(0)).alias(f"_c_{name}")
         )
     return out
-
-
-def _nn_yy(fill: float | None) -> Column:
-    return F.coalesce(F.col("yy"), F.lit(fill)).cast("double").alias("_nn_yy")
 
 
 def _pick(ctxs: Sequence[Context], column: str) -> Column:
@@ -391,28 +383,24 @@ def pair_features(
     shape = manifest.Shape(tuple(cfg.features.windows), cfg.features.svd_song_k, cfg.features.svd_artist_k)
     now = clock(frames.events, cfg)
     fit = now.fit()
-    history = read_history(spark, cfg, frames.events)
+    history = read_history(spark, cfg, now)
     fill = fills(history, fit)
-    ctxs = contexts(codes, history, fit)
+    by_surface, ctxs = coded_surfaces(codes, history, fit)
     factors = silver_factors(spark, cfg)
     _check_songs(pairs, history)
-    per_user = user_history(history, now, shape, ctxs, fill)
+    rows = add.add_nn_values(history, fill)
+    per_user = user_history(rows, now, shape, ctxs)
     users = user_state(pairs.select("msno").distinct(), history, per_user, frames, factors, fit)
     per_song = song_history(history, now, shape, ctxs)
     songs, song_t = song_state(pairs.select("song_id").distinct(), history, per_song, frames, factors, fit)
 
-    attrs = song_t.select(
-        "song_id", *[c for c in USER_VALUE_SHARES.values() if c != "_nn_yy"], _nn_yy(fill["yy"])
-    )
-    by_context = codes.select("surface", F.col("context").alias("_ctx"), *SOURCE_COLUMNS)
-    narrow = pairs.join(F.broadcast(by_context), "surface").join(F.broadcast(attrs), "song_id", "left")
+    nn_yy = F.coalesce(F.col("yy"), F.lit(fill["yy"])).cast("double").alias("_nn_yy")  # as add_nn_values
+    attrs = song_t.select("song_id", *[c for c in USER_VALUE_SHARES.values() if c != "_nn_yy"], nn_yy)
+    narrow = pairs.join(F.broadcast(by_surface), "surface").join(F.broadcast(attrs), "song_id", "left")
     narrow = add_svd_dots(narrow, factors)
-    narrow = add_user_value_counts(narrow, history, fill["yy"])
-    source_of = F.lit(None).cast("int")
-    for ctx in ctxs:
-        source_of = F.when(F.col("_ctx") == ctx.name, F.lit(ctx.source)).otherwise(source_of)
+    narrow = add_user_value_counts(narrow, rows)
     narrow = narrow.select(
-        "surface", "msno", "song_id", "artist_key", "_ctx", *SOURCE_COLUMNS, source_of.alias("source"),
+        "surface", "msno", "song_id", "artist_key", "_ctx", *SOURCE_COLUMNS, "source",
         "song_embeddings_dot", "artist_embeddings_dot", *[f"_c_{n}" for n in USER_VALUE_SHARES],
     )  # fmt: skip
 

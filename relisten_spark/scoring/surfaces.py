@@ -12,12 +12,9 @@ artist of the cap is the raw ``artist_name``; a song without one is its own arti
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from relisten_spark import schemas
 from relisten_spark.config import ScoringConfig, SurfaceConfig
 from relisten_spark.errors import ConfigError
 from relisten_spark.scoring import candidates
@@ -164,30 +161,3 @@ def eligible_counts(
     return base.join(heard_in, "msno", "left").select(
         "msno", (F.col("_size") - F.coalesce(F.col("_h"), F.lit(0))).alias("eligible")
     )
-
-
-def context_events(pairs: DataFrame, surfaces: Mapping[str, SurfaceConfig], idx: int) -> DataFrame:
-    """Hypothetical events "now" for scoring, with each surface's context.
-
-    ``pairs``: ``[surface, msno, song_id]``. Returns rows of the bronze.events schema plus
-    ``surface``: ``idx`` the given value for every row (one point in time, after the log),
-    ``split = 'score'``, ``target`` null, and the source tab / screen / type of the surface.
-    """
-
-    def pick(attr: str) -> F.Column:
-        expr = F.lit(None).cast("string")
-        for name, surface in surfaces.items():
-            expr = F.when(F.col("surface") == name, F.lit(getattr(surface, attr))).otherwise(expr)
-        return expr.alias(attr)
-
-    columns = {
-        "idx": F.lit(idx).cast("long").alias("idx"),
-        "msno": F.col("msno"),
-        "song_id": F.col("song_id"),
-        "source_system_tab": pick("source_system_tab"),
-        "source_screen_name": pick("source_screen_name"),
-        "source_type": pick("source_type"),
-        "target": F.lit(None).cast("int").alias("target"),
-        "split": F.lit("score").alias("split"),
-    }
-    return pairs.select(*(columns[f.name] for f in schemas.EVENTS.fields), "surface")

@@ -11,21 +11,26 @@ whose context values were never seen (unseen codes).
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+from pyspark.testing import assertDataFrameEqual
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "features"))
 from tiny import N_TEST, N_TRAIN, tiny_frames
 
 from relisten_spark import lake, schemas
-from relisten_spark.config import SurfaceConfig, load_config
+from relisten_spark.config import ScoringConfig, SurfaceConfig, load_config
 from relisten_spark.errors import InputError
 from relisten_spark.features import build, manifest
 from relisten_spark.features.build import BronzeFrames, compute_features
-from relisten_spark.scoring import score, snapshot, surfaces
+from relisten_spark.scoring import score, snapshot
 
 pytestmark = pytest.mark.spark
 
@@ -77,11 +82,76 @@ def _pairs(spark):
     return spark.createDataFrame(rows, "surface string, msno string, song_id string, artist_key string")
 
 
+def context_events(pairs: DataFrame, surfaces: Mapping[str, SurfaceConfig], idx: int) -> DataFrame:
+    """Hypothetical events "now" for scoring, with each surface's context (the reference's
+    candidate events, appended to the log).
+
+    ``pairs``: ``[surface, msno, song_id]``. Returns rows of the bronze.events schema plus
+    ``surface``: ``idx`` the given value for every row (one point in time, after the log),
+    ``split = 'score'``, ``target`` null, and the source tab / screen / type of the surface.
+    """
+
+    def pick(attr: str) -> F.Column:
+        expr = F.lit(None).cast("string")
+        for name, surface in surfaces.items():
+            expr = F.when(F.col("surface") == name, F.lit(getattr(surface, attr))).otherwise(expr)
+        return expr.alias(attr)
+
+    columns = {
+        "idx": F.lit(idx).cast("long").alias("idx"),
+        "msno": F.col("msno"),
+        "song_id": F.col("song_id"),
+        "source_system_tab": pick("source_system_tab"),
+        "source_screen_name": pick("source_screen_name"),
+        "source_type": pick("source_type"),
+        "target": F.lit(None).cast("int").alias("target"),
+        "split": F.lit("score").alias("split"),
+    }
+    return pairs.select(*(columns[f.name] for f in schemas.EVENTS.fields), "surface")
+
+
+def test_context_events_carry_each_surface_context(spark) -> None:
+    pairs = spark.createDataFrame(
+        [("story", "u1", "a"), ("shopping", "u1", "a")], "surface string, msno string, song_id string"
+    )
+    cfg = ScoringConfig()
+    got = context_events(pairs, cfg.surfaces, 42)
+    story, shop = cfg.surfaces["story"], cfg.surfaces["shopping"]
+    want = spark.createDataFrame(
+        [
+            (
+                42,
+                "u1",
+                "a",
+                story.source_system_tab,
+                story.source_screen_name,
+                story.source_type,
+                None,
+                "score",
+                "story",
+            ),
+            (
+                42,
+                "u1",
+                "a",
+                shop.source_system_tab,
+                shop.source_screen_name,
+                shop.source_type,
+                None,
+                "score",
+                "shopping",
+            ),
+        ],
+        T.StructType([*schemas.EVENTS.fields, T.StructField("surface", T.StringType())]),
+    )
+    assertDataFrameEqual(got, want)
+
+
 def _reference(spark, cfg, frames: BronzeFrames, pairs, codes) -> pd.DataFrame:
     """compute_features (serving) with one appended event per (pair, surface context) at N."""
     n = N_TRAIN + N_TEST
     contexts = pairs.join(codes, "surface").selectExpr("context as surface", "msno", "song_id").distinct()
-    appended = surfaces.context_events(contexts, cfg.scoring.surfaces, n).drop("surface")
+    appended = context_events(contexts, cfg.scoring.surfaces, n).drop("surface")
     events = frames.events.select(*schemas.EVENTS.fieldNames()).unionByName(appended)
     result = compute_features(
         spark, BronzeFrames(events, frames.members, frames.songs, frames.song_extra), "serving", cfg

@@ -98,43 +98,6 @@ def test_eligible_counts_subtract_heard_songs_in_the_catalog(spark) -> None:
     assertDataFrameEqual(got_all, spark.createDataFrame([("u1", 3), ("u2", 3)], "msno string, eligible long"))
 
 
-def test_context_events_carry_each_surface_context(spark) -> None:
-    pairs = spark.createDataFrame(
-        [("story", "u1", "a"), ("shopping", "u1", "a")], "surface string, msno string, song_id string"
-    )
-    cfg = ScoringConfig()
-    got = surfaces.context_events(pairs, cfg.surfaces, 42)
-    story, shop = cfg.surfaces["story"], cfg.surfaces["shopping"]
-    want = spark.createDataFrame(
-        [
-            (
-                42,
-                "u1",
-                "a",
-                story.source_system_tab,
-                story.source_screen_name,
-                story.source_type,
-                None,
-                "score",
-                "story",
-            ),
-            (
-                42,
-                "u1",
-                "a",
-                shop.source_system_tab,
-                shop.source_screen_name,
-                shop.source_type,
-                None,
-                "score",
-                "shopping",
-            ),
-        ],
-        EVENTS + ", surface string",
-    )
-    assertDataFrameEqual(got, want)
-
-
 def test_all_users_join_members_and_events(spark) -> None:
     events = _events(spark, [("u1", "a"), ("u3", "b")])
     members = spark.createDataFrame([("u1",), ("u2",)], "msno string")
