@@ -172,7 +172,7 @@ class ScoringConfig(Section):
     candidate_margin: int = Field(200, ge=0)
     batch_size: int = Field(8192, ge=1)
     # what the reasons' contributions are: "path" (per-split credit along the decision path,
-    # scoring/attribution.py) or "shap" (LightGBM's TreeSHAP, >1 ms per row on a 100-tree model)
+    # scoring/attribution.py) or "shap" (LightGBM's TreeSHAP, ~50x slower on a 100-tree model)
     reasons: Literal["path", "shap"] = "path"
     surfaces: dict[str, SurfaceConfig] = Field(default_factory=_default_surfaces)
 

@@ -9,10 +9,10 @@ and equal LightGBM's TreeSHAP values exactly for trees with one split. Deeper tr
 SHAP: a split is credited with its own effect only, not shared with the other features of the
 path.
 
-Cost: one leaf lookup per tree (``pred_leaf``) and a sparse product, about a microsecond per
-row and tree; LightGBM's TreeSHAP (``pred_contrib``) is ``O(leaves x depth^2)`` per tree: on the
-full-scale model (100 trees of 31 leaves, 388 columns) it took more than 1 ms per row, the
-larger part of the scoring stage.
+Cost: one leaf lookup per tree (``pred_leaf``) and a sparse product; LightGBM's TreeSHAP
+(``pred_contrib``) is ``O(leaves x depth^2)`` per tree. On the full-scale synthetic model (100
+trees of 31 leaves, 388 columns; 3,000 serving rows, one thread, median of 3): path 8.9 us per
+row, TreeSHAP 465 us, a prediction 5.5 us.
 """
 
 from __future__ import annotations
