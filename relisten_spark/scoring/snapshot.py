@@ -376,7 +376,8 @@ def pair_features(
     :func:`~relisten_spark.scoring.rank.score_and_rank`: ``[surface, msno, song_id, artist_key,
     <catalogue columns>]`` (columns outside the serving profile are typed nulls).
 
-    ``pairs``: ``[surface, msno, song_id, artist_key]``; ``codes``: score.surface_codes.
+    ``pairs``: ``[surface, msno, song_id, artist_key, ...]`` (other columns are ignored);
+    ``codes``: score.surface_codes.
     """
     from relisten_spark.scoring.rank import cluster_by_user
 
@@ -396,7 +397,8 @@ def pair_features(
 
     nn_yy = F.coalesce(F.col("yy"), F.lit(fill["yy"])).cast("double").alias("_nn_yy")  # as add_nn_values
     attrs = song_t.select("song_id", *[c for c in USER_VALUE_SHARES.values() if c != "_nn_yy"], nn_yy)
-    narrow = pairs.join(F.broadcast(by_surface), "surface").join(F.broadcast(attrs), "song_id", "left")
+    keys = pairs.select("surface", "msno", "song_id", "artist_key")  # not the pool's own `source`
+    narrow = keys.join(F.broadcast(by_surface), "surface").join(F.broadcast(attrs), "song_id", "left")
     narrow = add_svd_dots(narrow, factors)
     narrow = add_user_value_counts(narrow, rows)
     narrow = narrow.select(

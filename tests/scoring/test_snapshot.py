@@ -78,8 +78,10 @@ def lake_with_features(spark, tmp_path_factory: pytest.TempPathFactory):
 
 
 def _pairs(spark):
-    rows = [(surface, m, s, f"artist-of-{s}") for surface in SURFACES for m, s in PAIRS]
-    return spark.createDataFrame(rows, "surface string, msno string, song_id string, artist_key string")
+    """Candidate pairs as score.build_pairs makes them (its pool columns included)."""
+    rows = [(surface, m, s, f"artist-of-{s}", "nearest", 1) for surface in SURFACES for m, s in PAIRS]
+    schema = "surface string, msno string, song_id string, artist_key string, source string, cand_rank int"
+    return spark.createDataFrame(rows, schema)
 
 
 def context_events(pairs: DataFrame, surfaces: Mapping[str, SurfaceConfig], idx: int) -> DataFrame:
