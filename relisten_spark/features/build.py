@@ -321,21 +321,27 @@ def _song_table(song_t: DataFrame, factors: svd.SvdFactors, batch: DataFrame | N
 def _assemble(
     rows: DataFrame, user_table: DataFrame, song_table: DataFrame, shape: manifest.Shape, profile: str
 ) -> DataFrame:
-    """Join the per-entity tables onto the per-row frame and select the output columns."""
+    """Join the per-entity tables onto the per-row frame and select the output columns. The
+    lookups are packed (:func:`~relisten_spark.features.gbdt_extra.packed_lookup`): the ~450
+    columns are copied once, by the final projection."""
     serving = profile == "serving"
-    song_cols = [c for c in song_table.columns if c not in rows.columns or c == "_song"]
-    own = song_table.select(*song_cols)
-    user_cols = [c for c in user_table.columns if c not in rows.columns or c == "_user"]
-    users = user_table.select(*user_cols)
-    df = rows.join(F.broadcast(users), rows["msno"] == F.col("_user"), "left").drop("_user")
-    df = df.join(F.broadcast(own), df["song_id"] == F.col("_song"), "left").drop("_song")
-    sides = ["before"] if serving else ["before", "after"]
-    for side in sides:
+    present = set(rows.columns)
+    user_cols = [c for c in user_table.columns if c not in present and c != "_user"]
+    own_cols = [c for c in song_table.columns if c not in present and c != "_song"]
+    present |= {*user_cols, *own_cols}
+    lookups = [("_lu", user_table, "msno", "_user", {c: c for c in user_cols})]
+    lookups.append(("_ls", song_table, "song_id", "_song", {c: c for c in own_cols}))
+    for side in ["before"] if serving else ["before", "after"]:
         wanted = {name[len(side) + 1 :] for name in manifest._neighbour_names(side, shape)}
-        stems = [c for c in song_table.columns if c in wanted and f"{side}_{c}" not in df.columns]
+        stems = [c for c in song_table.columns if c in wanted and f"{side}_{c}" not in present]
         stems += ["artist_name", "song_code"]
-        neighbour = song_table.select("_song", *stems)
-        df = gbdt_extra.join_song_columns(df, neighbour, f"{side}_song_id", f"{side}_")
+        neighbour = {f"{side}_{c}": c for c in stems}
+        lookups.append((f"_l{side}", song_table, f"{side}_song_id", "_song", neighbour))
+    df, unpacked = rows, []
+    for tag, table, key, table_key, columns in lookups:
+        df, unpack = gbdt_extra.packed_lookup(df, table, key, table_key, columns, tag)
+        unpacked += unpack
+    df = df.select(*rows.columns, *unpacked)
     df = df.select("*", *gbdt_extra.flag_columns(include_after=not serving), *gbdt_extra.time_columns())
     keys = [
         F.col("idx").cast("long").alias("idx"),

@@ -6,14 +6,14 @@
 * ``time_spent``, ``time_left``, ``duration`` (int seconds; ``duration`` is in the member table).
 
 Song columns that are one value per song in the profile are joined on the neighbour's song key
-(:func:`join_song_columns`); song columns that are per-row values (serving: cumulative counts;
+(:func:`packed_lookup`); song columns that are per-row values (serving: cumulative counts;
 both profiles: the song time statistics) are copied from the neighbouring row
 (:func:`add_neighbor_values`), which for a per-song value is the same thing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
@@ -59,12 +59,40 @@ def add_neighbor_values(rows: DataFrame, columns: Sequence[str], include_after: 
     return rows.select("*", *out)
 
 
-def join_song_columns(rows: DataFrame, songs: DataFrame, key: str, prefix: str) -> DataFrame:
-    """``rows`` + ``<prefix><c>`` for every column ``c`` of ``songs`` but ``_song``, looked up by
-    ``rows[key]`` (a song key). ``songs`` (one row per song) is broadcast."""
-    renamed = [F.col(c).alias(f"{prefix}{c}") for c in songs.columns if c != "_song"]
-    lookup = F.broadcast(songs.select(F.col("_song").alias(f"_{prefix}song"), *renamed))
-    return rows.join(lookup, rows[key] == F.col(f"_{prefix}song"), "left").drop(f"_{prefix}song")
+def packed_lookup(
+    rows: DataFrame, table: DataFrame, key: str, table_key: str, columns: Mapping[str, str], tag: str
+) -> tuple[DataFrame, list[Column]]:
+    """Left-join ``table`` (one row per ``table_key``, broadcast) onto ``rows`` by ``rows[key]``,
+    its ``columns`` (output name -> column of ``table``) packed into one array column per data
+    type (``<tag>_<type>``); returns the joined frame and the columns that unpack them (null
+    when no row matches).
+
+    Select the unpacking columns once, after the last lookup. Why: an operator whose output has
+    more than ``spark.sql.codegen.maxFields`` (100) fields, nested struct fields included, runs
+    without whole-stage code generation, and a join that does copies every column of its row;
+    four flat joins of ~100 columns onto a ~100-column frame copied ~1,200 values per row. An
+    array is one field, so the packed joins stay generated and the final projection copies
+    each value once.
+    """
+    types = dict(table.dtypes)
+    groups: dict[str, list[str]] = {}
+    for name, source in columns.items():
+        groups.setdefault(types[source], []).append(name)
+    arrays = {dtype: f"{tag}_{index}" for index, dtype in enumerate(groups)}
+    packed = table.select(
+        F.col(table_key).alias(f"{tag}_key"),
+        *[
+            F.array(*[F.col(columns[n]) for n in names]).alias(arrays[dtype])
+            for dtype, names in groups.items()
+        ],
+    )
+    joined = rows.join(F.broadcast(packed), rows[key] == F.col(f"{tag}_key"), "left").drop(f"{tag}_key")
+    unpack = {
+        name: F.col(arrays[dtype])[position].alias(name)
+        for dtype, names in groups.items()
+        for position, name in enumerate(names)
+    }
+    return joined, [unpack[name] for name in columns]
 
 
 def same_flag(left: Column, right: Column) -> Column:

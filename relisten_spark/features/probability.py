@@ -59,23 +59,40 @@ def add_batch_shares(
 
     The windows of :func:`add_conditional_share` sort the whole frame once per value column;
     here each share is a ``groupBy(entity, value)`` count table and one entity-total table,
-    broadcast-joined back (null values match null values), so the frame is never sorted.
-    ``ev``: ``[<entity>, <value columns> ...]``. ``counted``: a frame with the same rows whose
-    plan has no joins (default ``ev``): when ``ev`` already carries lookups, pass the frame before
-    them, since Spark never prunes a left join and would re-run them for every table.
+    broadcast-joined back (null values match null values), so the frame is never sorted; an
+    int value column joins on one bigint pair key (:func:`_pair_key`).
+    ``ev``: ``[<entity> (an int entity: a non-negative code), <value columns> ...]``.
+    ``counted``: a frame with the same rows whose plan has no joins (default ``ev``): when ``ev``
+    already carries lookups, pass the frame before them, since Spark never prunes a left join and
+    would re-run them for every table.
     """
     require_columns(ev, [entity, *shares.values()], "add_batch_shares")
     counted = ev if counted is None else counted
     counted = counted if basis is None else counted.where(basis)
     totals = counted.groupBy(F.col(entity).alias("_e")).agg(F.count(F.lit(1)).alias("_total"))
     out = ev.join(F.broadcast(totals), ev[entity] == F.col("_e"), "left").drop("_e")
+    types = dict(ev.dtypes)
     for name, value in shares.items():
-        same = counted.groupBy(F.col(entity).alias("_e"), F.col(value).alias("_v")).agg(
-            F.count(F.lit(1)).alias("_same")
-        )
-        joined = out.join(
-            F.broadcast(same), (out[entity] == F.col("_e")) & out[value].eqNullSafe(F.col("_v")), "left"
-        )
+        if types[value] in _INT_TYPES and types[entity] in _INT_TYPES:
+            pair_key = _pair_key(F.col(entity), F.col(value))
+            grouped = counted.groupBy(pair_key.alias("_k"))
+            on = pair_key == F.col("_k")
+        else:
+            grouped = counted.groupBy(F.col(entity).alias("_e"), F.col(value).alias("_v"))
+            on = (out[entity] == F.col("_e")) & out[value].eqNullSafe(F.col("_v"))
+        same = grouped.agg(F.count(F.lit(1)).alias("_same"))
+        joined = out.join(F.broadcast(same), on, "left")
         share = F.coalesce(F.col("_same"), F.lit(0)) / F.when(F.col("_total") > 0, F.col("_total"))
         out = joined.select(*[F.col(c) for c in out.columns], share.alias(name))
     return out.drop("_total")
+
+
+_INT_TYPES = ("tinyint", "smallint", "int")
+
+
+def _pair_key(entity: Column, value: Column) -> Column:
+    """One bigint per (entity, value) pair of int columns, distinct for distinct pairs, a null
+    value included (``entity`` is a non-negative code): a single integral join key makes Spark
+    build a long-keyed hash relation, whose lookups cost a fraction of a multi-column key's."""
+    pair = entity.cast("long") * F.lit(1 << 32) + value.cast("long") + F.lit(1 << 31)
+    return F.when(value.isNull(), -(entity.cast("long") + 1)).otherwise(pair)

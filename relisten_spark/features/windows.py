@@ -1,8 +1,9 @@
 """Window counts (FEATURES.md step 5): how many rows of the same user / song lie in a window
 of ``idx`` before or after the event, and how many came before it at all.
 
-Range frames over ``idx`` (never Python loops): ``rangeBetween(-w, -1)`` is the thesis's
-``i-w <= j <= i-1``, ``rangeBetween(0, w-1)`` its ``i <= j <= i+w-1``. Every column of one key is
+Range frames over ``idx`` (never Python loops): the thesis's ``i-w <= j <= i-1`` is the frame
+``rangeBetween(-w, -1)`` and its ``i <= j <= i+w-1`` the frame ``rangeBetween(0, w-1)``, each
+computed as a difference of two running counts. Every column of one key is
 computed in one ``select`` so that Spark sorts the rows once per key. Rows tied at one ``idx``
 (appended scoring events) never count each other in a before-window.
 """
@@ -24,19 +25,25 @@ def _count(frame: WindowSpec) -> Column:
 
 
 def window_count_columns(key: str, prefix: str, windows: Sequence[int], include_after: bool) -> list[Column]:
-    """The window-count columns of one entity (see :func:`add_window_counts`)."""
+    """The window-count columns of one entity (see :func:`add_window_counts`).
+
+    Each count is a difference of two running counts, ``#(idx <= i+b) - #(idx <= i+a-1)`` for
+    the frame ``[i+a, i+b]``: Spark evaluates a frame that starts at UNBOUNDED PRECEDING
+    incrementally, but re-aggregates every row of a sliding frame ``rangeBetween(a, b)`` each
+    time it moves (O(rows x frame size) per key).
+    """
     bad = [w for w in windows if int(w) < 1]
     if bad:
         raise InputError(f"add_window_counts: windows must be positive, got {bad}")
     by_idx = Window.partitionBy(key).orderBy("idx")
-    columns = [
-        F.log1p(_count(by_idx.rangeBetween(-int(w), -1))).alias(f"{prefix}_{w}_before_cnt") for w in windows
-    ]
+
+    def upto(offset: int) -> Column:
+        return _count(by_idx.rangeBetween(Window.unboundedPreceding, offset))
+
+    earlier = upto(-1)
+    columns = [F.log1p(earlier - upto(-int(w) - 1)).alias(f"{prefix}_{w}_before_cnt") for w in windows]
     if include_after:
-        columns += [
-            F.log1p(_count(by_idx.rangeBetween(0, int(w) - 1))).alias(f"{prefix}_{w}_after_cnt")
-            for w in windows
-        ]
+        columns += [F.log1p(upto(int(w) - 1) - earlier).alias(f"{prefix}_{w}_after_cnt") for w in windows]
     return columns
 
 

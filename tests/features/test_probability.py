@@ -72,3 +72,14 @@ def test_batch_share_hand_values_with_a_null_group(spark) -> None:
     ev = spark.createDataFrame(rows, "idx long, msno int, song_id int")
     full = {r.idx: r.p for r in add_batch_shares(ev, "msno", {"p": "song_id"}).collect()}
     assert full == pytest.approx({0: 0.5, 1: 0.5, 2: 1 / 6, 3: 1 / 3, 4: 1 / 3, 5: 0.5})
+
+
+def test_batch_share_pair_keys_keep_extreme_and_null_values_apart(spark) -> None:
+    # int values at the ends of the int range, -1 and null: every one its own group per user
+    values = [-(2**31), 2**31 - 1, -1, None, None, 0, -(2**31)]
+    rows = [(i, 1 + i % 2, v) for i, v in enumerate(values)] + [(10, 3, None), (11, 3, 5)]
+    ev = spark.createDataFrame(rows, "idx long, msno int, value int")
+    got = {r.idx: r.p for r in add_batch_shares(ev, "msno", {"p": "value"}).collect()}
+    # user 1: idx 0 2 4 6 (-2^31, -1, null, -2^31); user 2: idx 1 3 5 (2^31-1, null, 0)
+    want = {0: 0.5, 2: 0.25, 4: 0.25, 6: 0.5, 1: 1 / 3, 3: 1 / 3, 5: 1 / 3, 10: 0.5, 11: 0.5}
+    assert got == pytest.approx(want)
