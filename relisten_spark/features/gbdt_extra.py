@@ -64,7 +64,7 @@ def packed_lookup(
 ) -> tuple[DataFrame, list[Column]]:
     """Left-join ``table`` (one row per ``table_key``, broadcast) onto ``rows`` by ``rows[key]``,
     its ``columns`` (output name -> column of ``table``) packed into one array column per data
-    type (``<tag>_<type>``); returns the joined frame and the columns that unpack them (null
+    type (``<tag>_0``, ``<tag>_1``, ...); returns the joined frame and the columns that unpack them (null
     when no row matches).
 
     Select the unpacking columns once, after the last lookup. Why: an operator whose output has

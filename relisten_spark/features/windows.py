@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from pyspark.sql import Column, DataFrame, Window, WindowSpec
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from relisten_spark.errors import InputError
@@ -20,7 +20,10 @@ from relisten_spark.features.neighbors import COPIED, check_fill, fill_gaps, nei
 from relisten_spark.features.timeline import ENTITIES, require_columns, time_stat_columns
 
 
-def _count(frame: WindowSpec) -> Column:
+def _running_count(key: str, offset: int) -> Column:
+    """#rows of the same ``key`` with ``idx <= i + offset``: a frame from UNBOUNDED PRECEDING,
+    which Spark evaluates incrementally."""
+    frame = Window.partitionBy(key).orderBy("idx").rangeBetween(Window.unboundedPreceding, offset)
     return F.count(F.lit(1)).over(frame)
 
 
@@ -29,28 +32,27 @@ def window_count_columns(key: str, prefix: str, windows: Sequence[int], include_
 
     Each count is a difference of two running counts, ``#(idx <= i+b) - #(idx <= i+a-1)`` for
     the frame ``[i+a, i+b]``: Spark evaluates a frame that starts at UNBOUNDED PRECEDING
-    incrementally, but re-aggregates every row of a sliding frame ``rangeBetween(a, b)`` each
-    time it moves (O(rows x frame size) per key).
+    incrementally (:func:`_running_count`), but re-aggregates every row of a sliding frame
+    ``rangeBetween(a, b)`` each time it moves (O(rows x frame size) per key).
     """
     bad = [w for w in windows if int(w) < 1]
     if bad:
         raise InputError(f"add_window_counts: windows must be positive, got {bad}")
-    by_idx = Window.partitionBy(key).orderBy("idx")
-
-    def upto(offset: int) -> Column:
-        return _count(by_idx.rangeBetween(Window.unboundedPreceding, offset))
-
-    earlier = upto(-1)
-    columns = [F.log1p(earlier - upto(-int(w) - 1)).alias(f"{prefix}_{w}_before_cnt") for w in windows]
+    earlier = _running_count(key, -1)
+    columns = [
+        F.log1p(earlier - _running_count(key, -int(w) - 1)).alias(f"{prefix}_{w}_before_cnt") for w in windows
+    ]
     if include_after:
-        columns += [F.log1p(upto(int(w) - 1) - earlier).alias(f"{prefix}_{w}_after_cnt") for w in windows]
+        columns += [
+            F.log1p(_running_count(key, int(w) - 1) - earlier).alias(f"{prefix}_{w}_after_cnt")
+            for w in windows
+        ]
     return columns
 
 
 def till_now_column(key: str, prefix: str) -> Column:
     """log1p(#earlier rows of the entity), see :func:`add_till_now`."""
-    earlier = Window.partitionBy(key).orderBy("idx").rangeBetween(Window.unboundedPreceding, -1)
-    return F.log1p(_count(earlier)).alias(f"{prefix}_till_now_cnt")
+    return F.log1p(_running_count(key, -1)).alias(f"{prefix}_till_now_cnt")
 
 
 def add_window_counts(ev: DataFrame, windows: Sequence[int], include_after: bool) -> DataFrame:
