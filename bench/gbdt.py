@@ -34,9 +34,9 @@ from sklearn.metrics import roc_auc_score
 
 from relisten_spark import lake
 from relisten_spark.config import Config, GbdtConfig, load_config
-from relisten_spark.evaluation.splits import assign_eval_split
 from relisten_spark.models import gbdt, presets
 from relisten_spark.session import build_session
+from relisten_spark.splits import assign_eval_split
 
 
 def _session(tasks: int, memory: str) -> SparkSession:

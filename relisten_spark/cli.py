@@ -142,8 +142,7 @@ def _record(
     spark: Any, cfg: Config, stage: str, started: datetime, status: str, message: str, summary: dict[str, Any]
 ) -> None:
     """One gold.runs row per stage run; a failure to record never hides the stage's own outcome."""
-    from relisten_spark.evaluation.predictions import new_run_id
-    from relisten_spark.runs import record_run
+    from relisten_spark.runs import new_run_id, record_run
 
     run_id = str(summary.get("run_id") or new_run_id(stage))
     try:

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pyspark.sql import SparkSession
 
 from relisten_spark import lake, schemas
 from relisten_spark.config import Config
+
+
+def new_run_id(command: str) -> str:
+    """A sortable, unique run id: ``<command>-<UTC timestamp>-<8 hex>``."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"{command}-{stamp}-{uuid.uuid4().hex[:8]}"
 
 
 def runs_path(cfg: Config) -> str:

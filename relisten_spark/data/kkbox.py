@@ -58,7 +58,7 @@ from pyspark.sql import types as T
 from relisten_spark import lake, schemas
 from relisten_spark.config import Config
 from relisten_spark.errors import InputError
-from relisten_spark.evaluation.predictions import new_run_id
+from relisten_spark.runs import new_run_id
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 and the HTML report of them (:mod:`~relisten_spark.evaluation.report`) under the lake.
 
 For every ``(model, profile, split_mode)`` in gold.predictions and each of its ``calib`` and
-``eval`` parts, the metrics of :mod:`relisten_spark.evaluation.metrics` (``split_mode`` says
+``eval`` parts, the metrics of :mod:`relisten_spark.metrics` (``split_mode`` says
 ``time``, the protocol of SPEC.md, or ``random``, the thesis-style split that exists only to
 reproduce its figures). On synthetic data with a ``truth.csv`` each group also gets
 ``oracle_roc_auc``, the AUC of the true probabilities on the same rows.
@@ -24,8 +24,9 @@ from relisten_spark import lake, schemas
 from relisten_spark.config import Config
 from relisten_spark.errors import InputError
 from relisten_spark.evaluation import oracle, report
-from relisten_spark.evaluation.metrics import binary_metrics
-from relisten_spark.evaluation.predictions import new_run_id, predictions_path, read_predictions
+from relisten_spark.metrics import binary_metrics
+from relisten_spark.predictions import predictions_path, read_predictions
+from relisten_spark.runs import new_run_id
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from pyspark.sql import functions as F
 
 from relisten_spark.config import Config
 from relisten_spark.errors import InputError
-from relisten_spark.evaluation.metrics import binary_metrics
+from relisten_spark.metrics import binary_metrics
 
 log = logging.getLogger(__name__)
 

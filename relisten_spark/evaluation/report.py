@@ -10,7 +10,7 @@ was fit on):
 * the oracle ROC-AUC (the true event probabilities of synthetic data, on the rows each model
   predicted) where gold.metrics has it, as a column and once per section;
 * ROC curves and a calibration plot of every model, computed in Spark from gold.predictions
-  (:func:`~relisten_spark.evaluation.metrics.roc_curve`, ``calibration_curve``): only a
+  (:func:`~relisten_spark.metrics.roc_curve`, ``calibration_curve``): only a
   hundred points per model reach the driver;
 * LightGBM's feature importance (total gain, top 25) of each LightGBM version in the
   predictions, read from the registry;
@@ -35,9 +35,9 @@ from pyspark.sql import functions as F
 from relisten_spark import lake
 from relisten_spark.config import Config
 from relisten_spark.errors import InputError
-from relisten_spark.evaluation.metrics import calibration_curve, roc_curve
-from relisten_spark.evaluation.predictions import predictions_path
+from relisten_spark.metrics import calibration_curve, roc_curve
 from relisten_spark.models import registry
+from relisten_spark.predictions import predictions_path
 
 log = logging.getLogger(__name__)
 

@@ -33,12 +33,12 @@ from pyspark.sql import functions as F
 from relisten_spark import lake
 from relisten_spark.config import Config
 from relisten_spark.errors import InputError
-from relisten_spark.evaluation.splits import holdout_cutoff
 from relisten_spark.features import add, encode, gbdt_extra, manifest, popularity, svd
 from relisten_spark.features.neighbors import fill_gaps, fit_timestamp_fill
 from relisten_spark.features.source_profile import add_source_probs, add_source_shares, user_source_shares
 from relisten_spark.features.timeline import add_timestamp
 from relisten_spark.features.windows import add_sequence_features, sequence_columns
+from relisten_spark.splits import holdout_cutoff
 
 log = logging.getLogger(__name__)
 

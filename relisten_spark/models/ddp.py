@@ -64,10 +64,11 @@ from pyspark.sql import functions as F
 from relisten_spark import lake
 from relisten_spark.config import Config, NetsConfig
 from relisten_spark.errors import InputError, TrainingError
-from relisten_spark.evaluation.predictions import new_run_id, write_predictions
-from relisten_spark.evaluation.splits import assign_eval_split
 from relisten_spark.models import registry, shards
 from relisten_spark.models.nets import Moments, NetHyper, NetInputs, NetKind, Standardization
+from relisten_spark.predictions import write_predictions
+from relisten_spark.runs import new_run_id
+from relisten_spark.splits import assign_eval_split
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 ``relisten train-gbdt`` (:func:`run`) reads ``silver.features`` for ``gbdt.profile``, takes the
 model columns from ``silver.feature_manifest`` (``in_gbdt``), splits the rows with
-:func:`~relisten_spark.evaluation.splits.assign_eval_split`, trains on ``fit`` rows, writes
+:func:`~relisten_spark.splits.assign_eval_split`, trains on ``fit`` rows, writes
 the model to ``<models.root>/lightgbm/<version>/`` and the ``calib``/``eval``/``test``
 predictions to ``gold.predictions``. The popularity baseline of the same rows is written too.
 
@@ -64,11 +64,12 @@ from pyspark.sql import functions as F
 from relisten_spark import lake
 from relisten_spark.config import Config
 from relisten_spark.errors import ConfigError, InputError, TrainingError
-from relisten_spark.evaluation.metrics import binary_metrics
-from relisten_spark.evaluation.predictions import new_run_id, write_predictions
-from relisten_spark.evaluation.splits import assign_eval_split
+from relisten_spark.metrics import binary_metrics
 from relisten_spark.models import popularity, presets, registry
 from relisten_spark.models.presets import TrainSettings
+from relisten_spark.predictions import write_predictions
+from relisten_spark.runs import new_run_id
+from relisten_spark.splits import assign_eval_split
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from sklearn.linear_model import LogisticRegression
 
 from relisten_spark.config import Config
 from relisten_spark.errors import InputError
-from relisten_spark.evaluation.predictions import write_predictions
+from relisten_spark.predictions import write_predictions
 
 MODEL_NAME = "popularity"
 
@@ -54,7 +54,7 @@ def popularity_scores(split: DataFrame) -> DataFrame:
     """Baseline predictions for the holdout and test rows.
 
     ``split``: ``[idx, msno, song_id, target, eval_split, split_mode, ...]`` (every row, fit
-    included, as :func:`~relisten_spark.evaluation.splits.assign_eval_split` returns).
+    included, as :func:`~relisten_spark.splits.assign_eval_split` returns).
     Returns ``[idx, msno, song_id, eval_split, split_mode, target, score]`` for calib, eval
     and test rows.
     """

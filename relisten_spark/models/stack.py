@@ -36,14 +36,10 @@ from sklearn.linear_model import LogisticRegression
 from relisten_spark import lake
 from relisten_spark.config import Config, StackConfig
 from relisten_spark.errors import InputError
-from relisten_spark.evaluation.metrics import binary_metrics
-from relisten_spark.evaluation.predictions import (
-    new_run_id,
-    predictions_path,
-    read_predictions,
-    write_predictions,
-)
+from relisten_spark.metrics import binary_metrics
 from relisten_spark.models import registry
+from relisten_spark.predictions import predictions_path, read_predictions, write_predictions
+from relisten_spark.runs import new_run_id
 
 log = logging.getLogger(__name__)
 

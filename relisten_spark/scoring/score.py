@@ -44,11 +44,11 @@ from pyspark.sql import functions as F
 from relisten_spark import lake
 from relisten_spark.config import Config
 from relisten_spark.errors import InputError
-from relisten_spark.evaluation.predictions import new_run_id
-from relisten_spark.evaluation.splits import holdout_cutoff
 from relisten_spark.features import encode
 from relisten_spark.features.build import BronzeFrames, read_bronze
+from relisten_spark.runs import new_run_id
 from relisten_spark.scoring import candidates, rank, snapshot, surfaces
+from relisten_spark.splits import holdout_cutoff
 
 log = logging.getLogger(__name__)
 

@@ -37,12 +37,12 @@ from pyspark.sql import functions as F
 from relisten_spark import lake
 from relisten_spark.config import Config
 from relisten_spark.errors import InputError
-from relisten_spark.evaluation.splits import holdout_cutoff
 from relisten_spark.features import add, encode, gbdt_extra, manifest, popularity
 from relisten_spark.features.build import BronzeFrames, flag_fit, output_columns, serving_clock
 from relisten_spark.features.source_profile import SOURCE_COLUMNS, share_name
 from relisten_spark.features.svd import SvdFactors, add_svd_dots
 from relisten_spark.features.timeline import timestamp_column
+from relisten_spark.splits import holdout_cutoff
 
 PROFILE = "serving"
 # P(song attribute | user): output -> the value column (rows of the log and candidate songs)

@@ -12,8 +12,8 @@ from sklearn import metrics as skm
 from relisten_spark import lake
 from relisten_spark.errors import InputError
 from relisten_spark.evaluation import evaluate
-from relisten_spark.evaluation.metrics import METRIC_NAMES
-from relisten_spark.evaluation.predictions import write_predictions
+from relisten_spark.metrics import METRIC_NAMES
+from relisten_spark.predictions import write_predictions
 
 pytestmark = pytest.mark.spark
 

@@ -12,8 +12,8 @@ import pytest
 
 from relisten_spark import lake, schemas
 from relisten_spark.evaluation import report
-from relisten_spark.evaluation.predictions import write_predictions
 from relisten_spark.models import registry
+from relisten_spark.predictions import write_predictions
 
 pytestmark = pytest.mark.spark
 

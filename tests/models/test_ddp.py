@@ -20,8 +20,8 @@ from relisten_spark import lake, schemas
 from relisten_spark.config import Config, NetsConfig, load_config
 from relisten_spark.errors import InputError, TrainingError
 from relisten_spark.evaluation import evaluate
-from relisten_spark.evaluation.predictions import read_predictions
 from relisten_spark.models import ddp, registry
+from relisten_spark.predictions import read_predictions
 
 pytestmark = [pytest.mark.spark, pytest.mark.torch]
 

@@ -22,9 +22,9 @@ from relisten_spark import lake, schemas
 from relisten_spark.config import Config, GbdtConfig
 from relisten_spark.errors import ConfigError, InputError, TrainingError
 from relisten_spark.evaluation import evaluate
-from relisten_spark.evaluation.predictions import read_predictions
-from relisten_spark.evaluation.splits import assign_eval_split
 from relisten_spark.models import gbdt, presets, registry
+from relisten_spark.predictions import read_predictions
+from relisten_spark.splits import assign_eval_split
 
 pytestmark = pytest.mark.spark
 

@@ -10,8 +10,8 @@ from pyspark.sql import functions as F
 from sklearn.linear_model import LogisticRegression
 
 from relisten_spark.errors import InputError
-from relisten_spark.evaluation.predictions import read_predictions, write_predictions
 from relisten_spark.models import registry, stack
+from relisten_spark.predictions import read_predictions, write_predictions
 
 pytestmark = pytest.mark.spark
 

@@ -1,21 +1,14 @@
-"""Holdout predictions of every model, in one table: ``gold.predictions``."""
+"""Holdout predictions of every model, in one table: ``gold.predictions``.
+
+Written by the training stages, read by the stack and by evaluation."""
 
 from __future__ import annotations
-
-import uuid
-from datetime import UTC, datetime
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from relisten_spark import lake
 from relisten_spark.config import Config
-
-
-def new_run_id(command: str) -> str:
-    """A sortable, unique run id: ``<command>-<UTC timestamp>-<8 hex>``."""
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    return f"{command}-{stamp}-{uuid.uuid4().hex[:8]}"
 
 
 def predictions_path(cfg: Config) -> str:

@@ -6,7 +6,7 @@ import pytest
 from pyspark.sql import types as T
 
 from relisten_spark.config import EvaluationConfig
-from relisten_spark.evaluation.splits import assign_eval_split, holdout_cutoff
+from relisten_spark.splits import assign_eval_split, holdout_cutoff
 
 pytestmark = pytest.mark.spark
 

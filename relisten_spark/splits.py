@@ -12,8 +12,6 @@ from pyspark.sql import functions as F
 
 from relisten_spark.config import EvaluationConfig
 
-EVAL_SPLITS = ("fit", "calib", "eval", "test")
-
 
 def holdout_bounds(train_rows: int, holdout_fraction: float) -> tuple[int, int]:
     """Positions (0-based, among train rows in idx order) where calib and eval start.

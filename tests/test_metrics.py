@@ -10,7 +10,7 @@ import pytest
 from pyspark.sql import types as T
 from sklearn import metrics as skm
 
-from relisten_spark.evaluation.metrics import (
+from relisten_spark.metrics import (
     LOGLOSS_EPS,
     METRIC_NAMES,
     binary_metrics,
