@@ -133,14 +133,14 @@ class Held:
 @contextmanager
 def spark_conf(spark: SparkSession, settings: Mapping[str, str]) -> Iterator[None]:
     """Set ``settings`` on the session for a ``with`` block; restore (or unset) them after."""
-    old = {key: spark.conf.get(key, None) for key in settings}
+    old: dict[str, str | None] = {key: spark.conf.get(key, None) for key in settings}
     for key, value in settings.items():
         spark.conf.set(key, value)
     try:
         yield
     finally:
-        for key, value in old.items():
-            if value is None:
+        for key, previous in old.items():
+            if previous is None:
                 spark.conf.unset(key)
             else:
-                spark.conf.set(key, value)
+                spark.conf.set(key, previous)
