@@ -4,8 +4,8 @@
 
 Defaults to the full KKBOX scale (34,403 users, 419,839 songs, 9,934,208 events) written to
 ./data/bench/full. Prints wall and CPU seconds per run (the median over ``--runs``), the peak
-resident memory of the process, and a table of statistics of the last run against the figures
-of CALIBRATION.md and the thesis's data analysis (chapter 3).
+resident memory of the process, and a table of statistics of the last run against the calibrated
+figures (``relisten_spark/data/synthetic/calibration.py``) and the thesis's data analysis (chapter 3).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from relisten_spark.data.synthetic import GenerationSummary, generate
+from relisten_spark.data.synthetic.generator import GenerationSummary, generate
 
 FULL = {"users": 34_403, "songs": 419_839, "events": 9_934_208}
 
