@@ -74,6 +74,16 @@ MANIFEST = _struct(
     ("in_gbdt", _B),
     ("in_nn", _B),
     ("note", _S),
+    ("nn_fill", _S),
+    ("svd_component", _I),
+)
+# the feature job's fitted label encoders: per encoder its values (as strings) and their codes, plus
+# one row (value null, code 0) for the missing code
+LABEL_CODES = _struct(
+    ("profile", _S),
+    ("encoder", _S),
+    ("value", _S),
+    ("code", _I),
 )
 
 # ---- gold -----------------------------------------------------------------------------

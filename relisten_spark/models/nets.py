@@ -6,11 +6,9 @@ Inputs come from the feature manifest rows with ``in_nn = true``:
   unseen codes share one extra "unknown" row); the genre columns share one table;
 * numeric columns are filled and standardised inside the model with statistics computed once
   in Spark on the ``fit`` rows (:class:`Standardization`, saved with the model). A missing value
-  takes the column's fill: the manifest note's ``nn_fill=<rule>`` (FEATURES.md step 7: ``zero``,
-  ``user_min``, ``user_mean`` / ``song_mean`` = mean over the distinct users / songs of the fit
-  rows) or the fit-row mean; mean and std are those of the filled column (the thesis fit its
-  StandardScaler after filling). SVD component columns are filled but stay unscaled
-  (unit-norm singular vectors, as the thesis feeds them);
+  takes the manifest's ``nn_fill`` (FEATURES.md step 7); mean and std are those of the filled
+  column (the thesis fit its StandardScaler after filling). SVD factor columns (``svd_component``
+  set) are filled but stay unscaled (unit-norm singular vectors, as the thesis feeds them);
 * ``entity`` (user | song | context) picks the branch. Deviation from the thesis: its
   "frozen lookup tables" (usr_feat, song_feat and the SVD components, indexed by user / song
   code) are plain per-row inputs here, because silver.features already carries them joined
@@ -22,10 +20,9 @@ Inputs come from the feature manifest rows with ``in_nn = true``:
 Role tables below name what the manifest's generic fields cannot say: which codes are the user
 id (its embedding is added to the user tower) and the song ids (JENN's three trainable song
 embeddings, sent to the context branch; F-ELU-Net has none), which columns share the genre
-table, and which column groups (manifest families ``svd_user``, ``svd_song`` and their
-``before_`` / ``after_`` copies) are SVD factors: the raw dot products user x song and
-user x artist and the cosines of the previous / next song's factors with the current one's
-enter the context branch, over the component indices both groups have.
+table, and what each SVD factor group (a column name less its ``_<svd_component>``) pairs with:
+the raw dot products user x song and user x artist and the cosines of the previous / next song's
+factors with the current one's enter the context branch, over the components both groups have.
 
 Architectures (what the thesis code ran; FEATURES.md §3.2):
 
@@ -46,21 +43,21 @@ weights) are options of :class:`NetHyper` (class weights live in the training lo
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
 from torch import nn
 
 from relisten_spark.errors import InputError
+from relisten_spark.features.spec import Entity, Fill
+from relisten_spark.runtime import NET_MODEL_FILE
 
 NetKind = Literal["jenn", "felu_net"]
 KINDS: tuple[NetKind, ...] = ("jenn", "felu_net")
-ENTITIES = ("user", "song", "context")
 
 # ---- role tables (names as built by relisten_spark.features) ------------------------------
 ID_ROLES = {
@@ -72,9 +69,9 @@ ID_ROLES = {
 SHARED_EMBEDDINGS = {"first_genre_id": "genre", "second_genre_id": "genre", "third_genre_id": "genre"}
 INIT_SCALE = {"genre": 0.05}
 DEFAULT_INIT_SCALE = 0.005
-# SVD factor column groups (column name minus its trailing _<j>) -> (pair, side): "song" pairs
-# the user x song factors, "artist" the user x artist ones. A group named before_/after_ + a
-# song-side group holds the previous / next song's factors (side "neighbour").
+# SVD factor column groups (column name minus its trailing _<svd_component>) -> (pair, side):
+# "song" pairs the user x song factors, "artist" the user x artist ones. A group named
+# before_/after_ + a song-side group holds the previous / next song's factors (side "neighbour").
 SVD_GROUPS = {
     "member_component": ("song", "user"),
     "song_component": ("song", "song"),
@@ -82,21 +79,16 @@ SVD_GROUPS = {
     "artist_component": ("artist", "song"),
 }
 NEIGHBOUR_PREFIXES = ("before_", "after_")
-FILL_RULES = ("mean", "zero", "user_min", "user_mean", "song_mean")
 
-MODEL_FILE = "model.pt"
 SPEC_FILE = "net.json"
 STATS_FILE = "standardization.json"
-
-_COMPONENT = re.compile(r"^(?P<group>.+)_(?P<j>\d+)$")
-_FILL = re.compile(r"nn_fill=(?P<rule>\w+)")
 
 
 # ---- inputs -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Categorical:
     name: str
-    entity: str
+    entity: Entity  # the branch
     cardinality: int
     table: str  # embedding table (shared by the genre columns)
     role: str = "plain"  # plain | user_id | song_id
@@ -105,9 +97,9 @@ class Categorical:
 @dataclass(frozen=True)
 class Numeric:
     name: str
-    entity: str
+    entity: Entity  # the branch
     scaled: bool = True  # False for SVD components (fed raw)
-    fill: str = "mean"  # one of FILL_RULES
+    fill: Fill = Fill.MEAN
 
 
 @dataclass(frozen=True)
@@ -138,50 +130,32 @@ class NetInputs:
     @classmethod
     def from_manifest(cls, rows: Sequence[Mapping[str, Any]], profile: str = "") -> NetInputs:
         """Build from manifest rows (schemas.MANIFEST) with ``in_nn`` true; other rows are ignored.
+        ``entity`` picks a column's branch, ``nn_fill`` a numeric column's fill and
+        ``svd_component`` marks an SVD factor column.
 
-        Raises :class:`InputError` for a categorical without cardinality, an unknown entity, or
+        Raises :class:`InputError` for a categorical without cardinality, an unknown entity or
+        fill, a numeric column without fill, an SVD component outside the known factor groups, or
         a branch (user, song, context) left without inputs.
         """
         where = f" (profile {profile})" if profile else ""
-        nn_rows = sorted((r for r in rows if r["in_nn"]), key=lambda r: r["name"])
         categorical: list[Categorical] = []
         numeric: list[Numeric] = []
-        groups: dict[str, list[tuple[int, str]]] = {}
-        for row in nn_rows:
-            name, entity = row["name"], row["entity"]
-            if entity not in ENTITIES:
-                raise InputError(
-                    f"feature manifest{where}: column {name} has entity {entity!r}, expected {ENTITIES}"
-                )
+        groups: dict[tuple[str, str, str], list[tuple[int, str]]] = {}
+        for row in sorted((r for r in rows if r["in_nn"]), key=lambda r: r["name"]):
+            name, entity = row["name"], _entity(row, where)
             if row["categorical"]:
-                cardinality = row["cardinality"]
-                if cardinality is None or cardinality < 1:
-                    raise InputError(f"feature manifest{where}: categorical column {name} has no cardinality")
-                table = SHARED_EMBEDDINGS.get(name, name)
-                categorical.append(
-                    Categorical(name, entity, int(cardinality), table, ID_ROLES.get(name, "plain"))
-                )
+                categorical.append(_categorical(row, entity, where))
                 continue
-            match = _COMPONENT.match(name)
-            role = _svd_role(match["group"]) if match else None
-            fill = _fill_rule(row.get("note"), name, where)
-            if role:
-                groups.setdefault(match["group"], []).append((int(match["j"]), name))
-            numeric.append(Numeric(name, entity, scaled=role is None, fill=fill))
-        svd = []
-        for group, members in sorted(groups.items()):
-            members.sort()
-            pair, side = _svd_role(group)
-            svd.append(
-                SvdGroup(group, pair, side, tuple(m[1] for m in members), tuple(m[0] for m in members))
-            )
-        inputs = cls(tuple(categorical), tuple(numeric), tuple(svd))
-        for entity in ENTITIES:
-            has = any(c.entity == entity and c.role == "plain" for c in categorical) or any(
-                n.entity == entity for n in numeric
-            )
-            if not has:
-                raise InputError(f"feature manifest{where}: no in_nn inputs for the {entity} branch")
+            j = row["svd_component"]
+            if j is not None:
+                groups.setdefault(_svd_group(name, int(j), where), []).append((int(j), name))
+            numeric.append(Numeric(name, entity, scaled=j is None, fill=_fill_rule(row, where)))
+        inputs = cls(tuple(categorical), tuple(numeric), _svd_groups(groups))
+        for branch in Entity:
+            if not any(c.entity == branch and c.role == "plain" for c in categorical) and not any(
+                n.entity == branch for n in numeric
+            ):
+                raise InputError(f"feature manifest{where}: no in_nn inputs for the {branch} branch")
         return inputs
 
     def to_dict(self) -> dict[str, Any]:
@@ -190,13 +164,47 @@ class NetInputs:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> NetInputs:
         return cls(
-            tuple(Categorical(**c) for c in data["categorical"]),
-            tuple(Numeric(**n) for n in data["numeric"]),
+            tuple(Categorical(**{**c, "entity": Entity(c["entity"])}) for c in data["categorical"]),
+            tuple(
+                Numeric(**{**n, "entity": Entity(n["entity"]), "fill": Fill(n["fill"])})
+                for n in data["numeric"]
+            ),
             tuple(
                 SvdGroup(**{**g, "columns": tuple(g["columns"]), "components": tuple(g["components"])})
                 for g in data["svd_groups"]
             ),
         )
+
+
+def _entity(row: Mapping[str, Any], where: str) -> Entity:
+    try:
+        return Entity(row["entity"])
+    except ValueError:
+        expected = tuple(e.value for e in Entity)
+        raise InputError(
+            f"feature manifest{where}: column {row['name']} has entity {row['entity']!r}, expected {expected}"
+        ) from None
+
+
+def _categorical(row: Mapping[str, Any], entity: Entity, where: str) -> Categorical:
+    name, cardinality = row["name"], row["cardinality"]
+    if cardinality is None or cardinality < 1:
+        raise InputError(f"feature manifest{where}: categorical column {name} has no cardinality")
+    return Categorical(
+        name, entity, int(cardinality), SHARED_EMBEDDINGS.get(name, name), ID_ROLES.get(name, "plain")
+    )
+
+
+def _fill_rule(row: Mapping[str, Any], where: str) -> Fill:
+    rule = row["nn_fill"]
+    if rule is None:
+        raise InputError(f"feature manifest{where}: numeric column {row['name']} has no nn_fill")
+    try:
+        return Fill(rule)
+    except ValueError:
+        raise InputError(
+            f"feature manifest{where}: column {row['name']} has unknown nn_fill={rule}"
+        ) from None
 
 
 def _svd_role(group: str) -> tuple[str, str] | None:
@@ -214,13 +222,26 @@ def _svd_role(group: str) -> tuple[str, str] | None:
     return None
 
 
-def _fill_rule(note: str | None, name: str, where: str) -> str:
-    match = _FILL.search(note or "")
-    if not match:
-        return "mean"
-    if match["rule"] not in FILL_RULES:
-        raise InputError(f"feature manifest{where}: column {name} has unknown nn_fill={match['rule']}")
-    return match["rule"]
+def _svd_group(name: str, j: int, where: str) -> tuple[str, str, str]:
+    """(group, pair, side) of SVD component ``j`` named ``name`` (``<group>_<j>``)."""
+    group = name.removesuffix(f"_{j}")
+    role = _svd_role(group) if group != name else None
+    if role is None:
+        raise InputError(
+            f"feature manifest{where}: column {name} has svd_component {j} but is no component of "
+            f"an SVD factor group ({', '.join(SVD_GROUPS)} or their before_ / after_ copies)"
+        )
+    return group, *role
+
+
+def _svd_groups(groups: Mapping[tuple[str, str, str], list[tuple[int, str]]]) -> tuple[SvdGroup, ...]:
+    """The SVD factor groups ``(group, pair, side) -> [(j, column)]`` by group name, each with its
+    columns ordered by component index."""
+    out = []
+    for (group, pair, side), members in sorted(groups.items()):
+        ordered = sorted(members)
+        out.append(SvdGroup(group, pair, side, tuple(m[1] for m in ordered), tuple(m[0] for m in ordered)))
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -305,6 +326,11 @@ class NetHyper:
 class Standardize(nn.Module):
     """NaN -> the column's fill, then ``(x - mean) / std`` for scaled inputs (raw for SVD)."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+    fill: torch.Tensor
+    scaled: torch.Tensor
+
     def __init__(self, inputs: NetInputs, stats: Standardization) -> None:
         super().__init__()
         lookup = {n: j for j, n in enumerate(stats.names)}
@@ -348,55 +374,77 @@ class RelistenNet(nn.Module):
     ``[B, len(inputs.numeric)]`` raw values (NaN = missing), both in ``inputs`` order.
     """
 
+    cardinality: torch.Tensor
+    unknown: torch.Tensor
+
     def __init__(self, kind: NetKind, inputs: NetInputs, stats: Standardization, hyper: NetHyper) -> None:
         super().__init__()
         if kind not in KINDS:
             raise ValueError(f"unknown net {kind!r}, expected one of {KINDS}")
         self.kind, self.inputs, self.hyper = kind, inputs, hyper
         self.standardize = Standardize(inputs, stats)
-        # embedding tables: one per column, genres shared; a table's last row is "unknown"
+        # the construction order fixes the random initialisation: embeddings, towers, head
+        self._add_embeddings()
+        self._route_inputs()
+        self._pair_svd_groups()
+        self._add_layers()
+
+    # -- construction -----------------------------------------------------------------------
+    def _add_embeddings(self) -> None:
+        """One table per categorical column, the genres sharing one, none for F-ELU-Net's song
+        ids; a table's last row is "unknown"."""
         sizes: dict[str, int] = {}
-        for c in inputs.categorical:
-            if c.role == "song_id" and kind != "jenn":
+        roles: dict[str, str] = {}
+        for c in self.inputs.categorical:
+            roles.setdefault(c.table, c.role)
+            if c.role == "song_id" and self.kind != "jenn":
                 continue
             sizes[c.table] = max(sizes.get(c.table, 0), c.cardinality)
-        self.register_buffer("cardinality", torch.tensor([c.cardinality for c in inputs.categorical]))
-        unknown = [sizes.get(c.table, c.cardinality) for c in inputs.categorical]
-        self.register_buffer("unknown", torch.tensor(unknown))
+        categorical = self.inputs.categorical
+        self.register_buffer("cardinality", torch.tensor([c.cardinality for c in categorical]))
+        self.register_buffer(
+            "unknown", torch.tensor([sizes.get(c.table, c.cardinality) for c in categorical])
+        )
         self.embeddings = nn.ModuleDict()
         for table, cardinality in sorted(sizes.items()):
-            role = next(c.role for c in inputs.categorical if c.table == table)
-            dim = hyper.k_user if role == "user_id" else hyper.k_cat
-            emb = nn.Embedding(cardinality + 1, dim)
-            if role == "user_id" and kind == "felu_net":
-                nn.init.zeros_(emb.weight)
-            else:
-                scale = INIT_SCALE.get(table, DEFAULT_INIT_SCALE)
-                nn.init.uniform_(emb.weight, -scale, scale)
-            self.embeddings[table] = emb
-        self._l2_tables = [
-            t for t in sorted(sizes) if next(c.role for c in inputs.categorical if c.table == t) != "user_id"
-        ]
+            self.embeddings[table] = self._embedding(table, roles[table], cardinality)
+        self._l2_tables = [t for t in sorted(sizes) if roles[t] != "user_id"]
 
-        # which inputs feed which branch
-        self._branch_cats: dict[str, list[tuple[int, str]]] = {e: [] for e in ENTITIES}
+    def _embedding(self, table: str, role: str, cardinality: int) -> nn.Embedding:
+        """The user id: K wide (zeros for F-ELU-Net); others K0 wide; uniform initialisation."""
+        dim = self.hyper.k_user if role == "user_id" else self.hyper.k_cat
+        emb = nn.Embedding(cardinality + 1, dim)
+        if role == "user_id" and self.kind == "felu_net":
+            nn.init.zeros_(emb.weight)
+        else:
+            scale = INIT_SCALE.get(table, DEFAULT_INIT_SCALE)
+            nn.init.uniform_(emb.weight, -scale, scale)
+        return emb
+
+    def _route_inputs(self) -> None:
+        """Which inputs feed which branch: the user id joins the user tower's output, JENN's song
+        ids the context branch, every other input its entity's branch."""
+        self._branch_cats: dict[str, list[tuple[int, str]]] = {e: [] for e in Entity}
         self._user_id: list[tuple[int, str]] = []
-        for j, c in enumerate(inputs.categorical):
+        for j, c in enumerate(self.inputs.categorical):
             if c.role == "user_id":
                 self._user_id.append((j, c.table))
             elif c.role == "song_id":
-                if kind == "jenn":
-                    self._branch_cats["context"].append((j, c.table))
+                if self.kind == "jenn":
+                    self._branch_cats[Entity.CONTEXT].append((j, c.table))
             else:
                 self._branch_cats[c.entity].append((j, c.table))
-        position = {n: j for j, n in enumerate(inputs.numeric_names)}
-        for entity in ENTITIES:
-            idx = [j for j, n in enumerate(inputs.numeric) if n.entity == entity]
+        for entity in Entity:
+            idx = [j for j, n in enumerate(self.inputs.numeric) if n.entity == entity]
             self.register_buffer(f"num_{entity}", torch.tensor(idx, dtype=torch.long))
-        # SVD dot products (user x song side) and neighbour cosines, over shared components
+
+    def _pair_svd_groups(self) -> None:
+        """SVD dot products (user x song side) and neighbour cosines, over shared components."""
+        position = {n: j for j, n in enumerate(self.inputs.numeric_names)}
+        groups = self.inputs.svd_groups
         self._dots: list[tuple[str, str]] = []
         self._cosines: list[tuple[str, str]] = []
-        by_side = {(g.pair, g.side): g for g in inputs.svd_groups if g.side != "neighbour"}
+        by_side = {(g.pair, g.side): g for g in groups if g.side != "neighbour"}
         for pair in ("song", "artist"):
             song = by_side.get((pair, "song"))
             if song is None:
@@ -405,27 +453,33 @@ class RelistenNet(nn.Module):
             if user is not None:
                 self._add_pair("dot", len(self._dots), user, song, position)
                 self._dots.append((user.name, song.name))
-            for g in inputs.svd_groups:
+            for g in groups:
                 if g.pair == pair and g.side == "neighbour":
                     self._add_pair("cos", len(self._cosines), g, song, position)
                     self._cosines.append((g.name, song.name))
 
-        def width(entity: str) -> int:
-            emb = sum(self.embeddings[t].embedding_dim for _, t in self._branch_cats[entity])
-            extra = len(self._dots) + len(self._cosines) if entity == "context" else 0
-            return emb + len(getattr(self, f"num_{entity}")) + extra
+    def _branch_width(self, entity: str) -> int:
+        emb = sum(self._table(t).embedding_dim for _, t in self._branch_cats[entity])
+        extra = len(self._dots) + len(self._cosines) if entity == Entity.CONTEXT else 0
+        return emb + len(getattr(self, f"num_{entity}")) + extra
 
-        k, h, hc = hyper.k_user, hyper.hidden, hyper.context_hidden(kind)
+    def _table(self, name: str) -> nn.Embedding:
+        return cast(nn.Embedding, self.embeddings[name])
+
+    def _add_layers(self) -> None:
+        """The three towers, the head's blocks and the output layer."""
+        hyper = self.hyper
+        k, h, hc = hyper.k_user, hyper.hidden, hyper.context_hidden(self.kind)
         self.user_tower = nn.Sequential(
-            _dense(width("user"), h, hyper), _dense(h, k, hyper, activation=False)
+            _dense(self._branch_width(Entity.USER), h, hyper), _dense(h, k, hyper, activation=False)
         )
         self.song_tower = nn.Sequential(
-            _dense(width("song"), h, hyper), _dense(h, k, hyper, activation=False)
+            _dense(self._branch_width(Entity.SONG), h, hyper), _dense(h, k, hyper, activation=False)
         )
-        self.context_tower = _dense(width("context"), hc, hyper)
+        self.context_tower = _dense(self._branch_width(Entity.CONTEXT), hc, hyper)
         self.joint_width = 2 * k + hc + 1
         j = self.joint_width
-        if kind == "jenn":
+        if self.kind == "jenn":
             self.blocks = nn.ModuleList(
                 [_dense(j, h, hyper), _dense(j + h, h, hyper), _dense(j + h, h, hyper)]
             )
@@ -496,9 +550,9 @@ class RelistenNet(nn.Module):
 
     def embedding_penalty(self) -> torch.Tensor:
         """Keras-style ``l2(lw)`` on the embedding tables (all but the user id): lw * sum(w^2)."""
-        total = self.out[0].bias.new_zeros(())
+        total = self.standardize.mean.new_zeros(())
         for table in self._l2_tables:
-            total = total + self.embeddings[table].weight.pow(2).sum()
+            total = total + self._table(table).weight.pow(2).sum()
         return self.hyper.l2_embedding * total
 
     def describe(self) -> dict[str, Any]:
@@ -520,7 +574,7 @@ def build(kind: NetKind, inputs: NetInputs, stats: Standardization, hyper: NetHy
 def save(folder: str | Path, model: RelistenNet, stats: Standardization) -> None:
     """Write ``model.pt`` (state dict), ``net.json`` (kind, inputs, hyper) and the statistics."""
     folder = Path(folder)
-    torch.save(model.state_dict(), folder / MODEL_FILE)
+    torch.save(model.state_dict(), folder / NET_MODEL_FILE)
     spec = {"kind": model.kind, "inputs": model.inputs.to_dict(), "hyper": asdict(model.hyper)}
     (folder / SPEC_FILE).write_text(json.dumps(spec, indent=2))
     (folder / STATS_FILE).write_text(json.dumps(stats.to_dict(), indent=2))
@@ -532,7 +586,7 @@ def load(folder: str | Path) -> RelistenNet:
     spec = json.loads((folder / SPEC_FILE).read_text())
     stats = Standardization.from_dict(json.loads((folder / STATS_FILE).read_text()))
     model = build(spec["kind"], NetInputs.from_dict(spec["inputs"]), stats, NetHyper(**spec["hyper"]))
-    model.load_state_dict(torch.load(folder / MODEL_FILE, map_location="cpu", weights_only=True))
+    model.load_state_dict(torch.load(folder / NET_MODEL_FILE, map_location="cpu", weights_only=True))
     return model.eval()
 
 

@@ -11,6 +11,7 @@ from torch import nn
 
 from relisten_spark.errors import InputError
 from relisten_spark.features import manifest
+from relisten_spark.features.catalogue import catalogue
 from relisten_spark.models import nets
 from relisten_spark.models.nets import NetHyper, NetInputs, Standardization
 
@@ -30,7 +31,8 @@ FIELDS = (
 )
 
 
-def _row(name, entity, family="f", categorical=False, cardinality=None, in_nn=True) -> dict:
+def _row(name, entity, family="f", categorical=False, cardinality=None, in_nn=True, component=None) -> dict:
+    """A manifest row; numeric rows take the default fill, SVD factor rows their ``component``."""
     values = (
         name,
         family,
@@ -41,7 +43,9 @@ def _row(name, entity, family="f", categorical=False, cardinality=None, in_nn=Tr
         categorical,
         cardinality,
     )
-    return {**dict(zip(FIELDS, (*values, True, in_nn), strict=True)), "note": None}
+    fill = None if categorical else "mean"
+    row = dict(zip(FIELDS, (*values, True, in_nn), strict=True))
+    return {**row, "note": None, "nn_fill": fill, "svd_component": component}
 
 
 def thesis_manifest() -> list[dict]:
@@ -61,12 +65,12 @@ def thesis_manifest() -> list[dict]:
     rows += [_row(f"context_num_{j}", "context") for j in range(38)]
     rows += [_row(f"usr_feat_{j}", "user") for j in range(58)]
     rows += [_row(f"song_feat_{j}", "song") for j in range(13)]
-    rows += [_row(f"member_component_{j}", "user", "svd_user") for j in range(48)]
-    rows += [_row(f"member_artist_component_{j}", "user", "svd_user") for j in range(16)]
+    rows += [_row(f"member_component_{j}", "user", "svd_user", component=j) for j in range(48)]
+    rows += [_row(f"member_artist_component_{j}", "user", "svd_user", component=j) for j in range(16)]
     for prefix, entity, family in (("", "song", "svd_song"), ("before_", "context", "previous_song"),
                                    ("after_", "context", "next_song")):  # fmt: skip
-        rows += [_row(f"{prefix}song_component_{j}", entity, family) for j in range(48)]
-        rows += [_row(f"{prefix}artist_component_{j}", entity, family) for j in range(16)]
+        rows += [_row(f"{prefix}song_component_{j}", entity, family, component=j) for j in range(48)]
+        rows += [_row(f"{prefix}artist_component_{j}", entity, family, component=j) for j in range(16)]
     rows += [_row("lgbm_only", "context", in_nn=False)]
     return rows
 
@@ -79,9 +83,10 @@ def small_manifest() -> list[dict]:
     ]
     rows += [_row("song_code", "song", "ids", True, 12), _row("source_type", "context", "ids", True, 5)]
     rows += [_row("bd", "user"), _row("song_length", "song"), _row("timestamp", "context")]
-    rows += [_row(f"member_component_{j}", "user", "svd_user") for j in range(3)]
-    rows += [_row(f"song_component_{j}", "song", "svd_song") for j in range(3)]
-    rows += [_row(f"before_song_component_{j}", "context", "previous_song") for j in (0, 2)]  # 1 dropped
+    rows += [_row(f"member_component_{j}", "user", "svd_user", component=j) for j in range(3)]
+    rows += [_row(f"song_component_{j}", "song", "svd_song", component=j) for j in range(3)]
+    before = [_row(f"before_song_component_{j}", "context", "previous_song", component=j) for j in (0, 2)]
+    rows += before  # component 1 dropped
     return rows
 
 
@@ -137,14 +142,16 @@ def test_manifest_errors_name_the_column() -> None:
     with pytest.raises(InputError, match="no in_nn inputs for the user branch"):
         NetInputs.from_manifest(user_less, "serving")
     with pytest.raises(InputError, match="bd has unknown nn_fill=median"):
-        NetInputs.from_manifest(
-            [{**r, "note": "x; nn_fill=median"} if r["name"] == "bd" else r for r in rows]
-        )
+        NetInputs.from_manifest([{**r, "nn_fill": "median"} if r["name"] == "bd" else r for r in rows])
+    with pytest.raises(InputError, match="numeric column bd has no nn_fill"):
+        NetInputs.from_manifest([{**r, "nn_fill": None} if r["name"] == "bd" else r for r in rows])
+    with pytest.raises(InputError, match="timestamp has svd_component 4 but is no component"):
+        NetInputs.from_manifest([{**r, "svd_component": 4} if r["name"] == "timestamp" else r for r in rows])
 
 
-def test_fill_rules_come_from_the_manifest_note() -> None:
-    notes = {"bd": "null if bd <= 0; nn_fill=user_mean", "song_length": "log1p(ms); nn_fill=song_mean"}
-    rows = [{**r, "note": notes.get(r["name"])} for r in small_manifest()]
+def test_fill_rules_come_from_the_manifest_column() -> None:
+    rules = {"bd": "user_mean", "song_length": "song_mean"}
+    rows = [{**r, "nn_fill": rules.get(r["name"], r["nn_fill"])} for r in small_manifest()]
     fills = {n.name: n.fill for n in NetInputs.from_manifest(rows).numeric}
     assert fills["bd"] == "user_mean"
     assert fills["song_length"] == "song_mean"
@@ -180,11 +187,11 @@ def test_neighbour_cosine_uses_the_components_both_groups_have() -> None:
 @pytest.mark.parametrize("profile", ["full", "serving"])
 def test_the_feature_jobs_catalogue_builds_both_nets(profile) -> None:
     """Contract with relisten_spark.features.manifest: its in_nn rows make valid nets."""
-    from relisten_spark.features import manifest
-
     rows = [
-        _row(s.name, s.entity, s.family, s.codes is not None, 7 if s.codes else None, s.in_nn)
-        | {"note": s.note}
+        _row(
+            s.name, s.entity, s.family, s.codes is not None, 7 if s.codes else None, s.in_nn, s.svd_component
+        )
+        | {"note": s.note, "nn_fill": s.nn_fill}
         for s in manifest.profile_specs(profile)
     ]
     inputs = NetInputs.from_manifest(rows, profile)
@@ -328,9 +335,10 @@ def test_the_engine_manifest_feeds_the_thesis_branches(kind, context_width) -> N
             "categorical": s.codes is not None,
             "cardinality": 10 if s.codes else None,
             "in_nn": s.in_nn,
-            "note": s.note or None,
+            "nn_fill": s.nn_fill,
+            "svd_component": s.svd_component,
         }
-        for s in manifest.catalogue()
+        for s in catalogue()
     ]
     inputs = NetInputs.from_manifest(rows)
     model = nets.build(kind, inputs, _stats(inputs), NetHyper())
