@@ -34,7 +34,11 @@ from sklearn.metrics import roc_auc_score
 
 from relisten_spark import lake
 from relisten_spark.config import Config, GbdtConfig, load_config
-from relisten_spark.models import gbdt, presets
+from relisten_spark.models import presets
+from relisten_spark.models.feature_inputs import features_path
+from relisten_spark.models.gbdt.barrier import train_barrier
+from relisten_spark.models.gbdt.inputs import lightgbm_params, model_columns
+from relisten_spark.models.gbdt.task import TRAIN_DTYPE
 from relisten_spark.session import build_session
 from relisten_spark.splits import assign_eval_split
 
@@ -76,7 +80,7 @@ def part_a(rows: int, features: int, rounds: int, seed: int) -> None:
         settings = presets.resolve(GbdtConfig(preset="fast", num_boost_round=rounds))
 
         started = time.perf_counter()
-        out = gbdt.train_barrier(spark, fit, None, names, [], settings, num_tasks=2)
+        out = train_barrier(spark, fit, None, names, [], settings, num_tasks=2)
         barrier_wall = time.perf_counter() - started
         barrier_train = max(r["seconds"] for r in out.ranks)
 
@@ -84,8 +88,8 @@ def part_a(rows: int, features: int, rounds: int, seed: int) -> None:
         eval_pdf = holdout.select("target", *names).toPandas()
         started = time.perf_counter()
         single = lgb.train(
-            gbdt.lightgbm_params(settings, 2),
-            lgb.Dataset(fit_pdf[names].to_numpy(gbdt.TRAIN_DTYPE), fit_pdf["target"].to_numpy(np.float64)),
+            lightgbm_params(settings, 2),
+            lgb.Dataset(fit_pdf[names].to_numpy(TRAIN_DTYPE), fit_pdf["target"].to_numpy(np.float64)),
             num_boost_round=rounds,
         )
         single_wall = time.perf_counter() - started
@@ -108,20 +112,20 @@ def part_a(rows: int, features: int, rounds: int, seed: int) -> None:
 
 def part_b(lake_root: str, tasks: int, rounds: int) -> None:
     cfg = load_config(None, [f"lake.root={lake_root}", "gbdt.preset=thesis", "gbdt.profile=full"])
-    path = gbdt.features_path(cfg)
+    path = features_path(cfg)
     if not lake.exists(path):
         print(f"(b) not measured: no silver.features at {path} (run `relisten features` at full scale first)")
         return
     spark = _session(tasks, "8g")
     table = lake.read(spark, path, where={"profile": "full"})
-    names, manifest_categorical = gbdt.model_columns(spark, cfg, "full", table)
+    names, manifest_categorical = model_columns(spark, cfg, "full", table)
     settings = presets.resolve(cfg.gbdt.model_copy(update={"num_boost_round": rounds}))
     categorical = presets.categorical_columns(settings.categorical, names, manifest_categorical)
     fit = assign_eval_split(table, cfg.evaluation).where(F.col("eval_split") == "fit")
     n = fit.count()
     with PeakMemory() as memory:
         started = time.perf_counter()
-        out = gbdt.train_barrier(spark, fit, None, names, categorical, settings, num_tasks=tasks)
+        out = train_barrier(spark, fit, None, names, categorical, settings, num_tasks=tasks)
         wall = time.perf_counter() - started
     train_s = max(r["seconds"] for r in out.ranks)
     print(f"\n(b) {n:,} fit rows x {len(names)} features, thesis preset, {rounds} rounds, {tasks} task(s)")

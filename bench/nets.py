@@ -2,7 +2,7 @@
 
 Builds a synthetic silver.features + manifest with the thesis's input widths (FEATURES.md §3.1:
 21 categorical inputs, 38 context numerics, usr_feat 58, song_feat 13, the 48/16-dim SVD groups
-for user, song and the previous/next song), materialises the nets input once, then trains each
+for user, song and the previous/next song), writes the nets' input shards once, then trains each
 net for a fixed number of epochs (thesis architecture and batch) with each process count and
 prints training rows per second (total and per process; wall clock of the slowest rank), rows
 per CPU second (all ranks' process CPU time: comparable on a busy machine), validation AUC and
@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import resource
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -27,7 +28,9 @@ from pyspark.sql import functions as F
 
 from relisten_spark import lake, schemas
 from relisten_spark.config import Config, load_config
-from relisten_spark.models import ddp
+from relisten_spark.models.ddp.inputs import prepare_inputs, work_folder
+from relisten_spark.models.ddp.job import build_job
+from relisten_spark.models.ddp.launch import launch
 from relisten_spark.session import build_session
 
 USERS, SONGS, ARTISTS = 30_000, 200_000, 40_000
@@ -51,10 +54,25 @@ def _unit(code: Column, j: int, salt: float) -> Column:
 
 def manifest_rows(profile: str) -> list[tuple]:
     def cat(name, entity, card):
-        return (name, "ids", "int", "STATIC", profile, entity, True, card, True, True, None)
+        return (name, "ids", "int", "STATIC", profile, entity, True, card, True, True, None, None, None)
 
     def num(name, family, entity):
-        return (name, family, "double", "BATCH", profile, entity, False, None, True, True, None)
+        component = int(name.rsplit("_", 1)[1]) if "_component_" in name else None
+        return (
+            name,
+            family,
+            "double",
+            "BATCH",
+            profile,
+            entity,
+            False,
+            None,
+            True,
+            True,
+            None,
+            "mean",
+            component,
+        )
 
     rows = [cat("msno_code", "user", USERS), cat("city", "user", 21), cat("gender", "user", 3)]
     rows += [
@@ -177,7 +195,9 @@ def main() -> int:
         write_lake(spark, cfg, args.rows, seed=11)
     generated = time.perf_counter() - started
     started = time.perf_counter()
-    prepared = ddp.prepare_inputs(spark, cfg, "full")
+    work = work_folder(cfg, "bench")
+    shutil.rmtree(work, ignore_errors=True)  # the shards of an earlier benchmark run
+    prepared = prepare_inputs(spark, cfg, "full", work)
     prepare_s = time.perf_counter() - started
 
     load_before = os.getloadavg()[0]
@@ -185,11 +205,9 @@ def main() -> int:
     for processes in [int(p) for p in args.processes.split(",")]:
         for kind in args.models.split(","):
             nets_cfg = cfg.nets.model_copy(update={"models": [kind], "num_processes": processes})
-            job = ddp.build_job(
-                cfg.model_copy(update={"nets": nets_cfg}), prepared, f"bench-{kind}-{processes}"
-            )
+            job = build_job(cfg.model_copy(update={"nets": nets_cfg}), prepared, f"bench-{kind}-{processes}")
             wall = time.perf_counter()
-            result = ddp.launch(job, processes, True, False)[kind]
+            result = launch(job, processes, True, False)[kind]
             wall = time.perf_counter() - wall
             rows.append({"model": kind, "processes": processes, "launch_s": wall, **result})
 
@@ -200,7 +218,7 @@ def main() -> int:
         f"{args.batch_size}, {args.epochs} epochs, {threads} cores (threads per process = cores / processes)"
     )
     print(
-        f"data generation {generated:.0f} s, Spark prepare (statistics + nets_input) {prepare_s:.0f} s, "
+        f"data generation {generated:.0f} s, Spark prepare (statistics + input shards) {prepare_s:.0f} s, "
         f"1-min load average {load_before:.1f} before training, {os.getloadavg()[0]:.1f} after"
     )
     header = (
@@ -217,6 +235,7 @@ def main() -> int:
     driver_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"driver (Python) peak RSS {driver_mb:.0f} MB")
     (out / "results.json").write_text(json.dumps(rows, indent=2, default=str))
+    shutil.rmtree(work, ignore_errors=True)
     spark.stop()
     return 0
 

@@ -59,7 +59,7 @@ class ModelCache:
         recently used entry when full)."""
         if key in self._items:
             self._items.move_to_end(key)
-            return self._items[key]  # type: ignore[no-any-return]
+            return self._items[key]
         value = load()
         self._items[key] = value
         if len(self._items) > self.capacity:

@@ -1,11 +1,11 @@
-"""LightGBM parameter presets: the thesis's parameters and a fast one for the demo and tests.
+"""Training presets of the ranking models: the thesis's settings and a fast one for the demo and tests.
 
-``thesis`` is the best row of the thesis's ``lgb_record.csv`` (FEATURES.md §4): 7732 rounds,
-no early stopping. The thesis ran it with 12 threads on all of train_part; here the number of
-threads per task is ``spark.task.cpus`` and the rows are spread over ``gbdt.num_tasks`` tasks.
-
-``fast`` trains in seconds on the demo data: fewer, smaller trees, a higher minimum leaf size
-than LightGBM's default to keep a small sample from overfitting.
+LightGBM (``gbdt.preset``, :func:`resolve`): ``thesis`` is the best row of the thesis's
+``lgb_record.csv`` (FEATURES.md §4): 7732 rounds, no early stopping. The thesis ran it with 12
+threads on all of train_part; here the number of threads per task is ``spark.task.cpus`` and the
+rows are spread over ``gbdt.num_tasks`` tasks. ``fast`` trains in seconds on the demo data:
+fewer, smaller trees, a higher minimum leaf size than LightGBM's default to keep a small sample
+from overfitting.
 
 Categorical columns (``categorical``):
 
@@ -17,15 +17,27 @@ Categorical columns (``categorical``):
 
 ``gbdt.params`` entries override the preset's; ``gbdt.num_boost_round`` overrides its rounds;
 ``gbdt.categorical`` (other than ``preset``) overrides its categorical choice.
+
+The nets (``nets.preset``, :data:`NET_PRESETS`): ``thesis`` is the notebook's (FEATURES.md
+§3.2: K=74, K0=11, lr0=0.001405365 decayed x0.778385 per epoch, batch 8192, JENN Adam up to 40
+epochs with early stopping patience 3, F-ELU-Net RMSprop 26 fixed epochs). Deviations: early
+stopping watches the validation AUC (the issue and the thesis text; the code watched val_loss)
+and restores the best epoch; ReduceLROnPlateau is left out (the scheduler overwrote it every
+epoch); Adam / RMSprop use Keras's epsilon 1e-7 and RMSprop Keras's rho 0.9. ``fast`` keeps the
+architecture with smaller embeddings (K=16, K0=4), batch 512, lr0 0.002 and 6 epochs, for the
+demo and tests. ``nets.*`` settings override them
+(:func:`relisten_spark.models.ddp.job.train_params`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from relisten_spark.config import GbdtConfig
 from relisten_spark.errors import ConfigError
+from relisten_spark.runtime import FELU_NET, JENN
 
 # Parameters the trainer sets itself (network, threads, data layout): a config must not.
 RESERVED = frozenset(
@@ -87,7 +99,7 @@ FAST_PARAMS: dict[str, Any] = {
     "verbosity": -1,
 }
 
-PRESETS: dict[str, tuple[dict[str, Any], int, str]] = {
+LIGHTGBM_PRESETS: dict[str, tuple[dict[str, Any], int, str]] = {
     "thesis": (THESIS_PARAMS, 7732, "source"),
     "fast": (FAST_PARAMS, 100, "manifest"),
 }
@@ -112,7 +124,7 @@ def resolve(cfg: GbdtConfig) -> TrainSettings:
     >>> resolve(GbdtConfig(params={"learning_rate": 0.05}, num_boost_round=10)).params["learning_rate"]
     0.05
     """
-    base, rounds, categorical = PRESETS[cfg.preset]
+    base, rounds, categorical = LIGHTGBM_PRESETS[cfg.preset]
     reserved = sorted(RESERVED & set(cfg.params))
     if reserved:
         raise ConfigError(
@@ -145,3 +157,41 @@ def categorical_columns(mode: str, features: list[str], manifest_categorical: se
     if mode == "manifest":
         return [f for f in features if f in manifest_categorical]
     raise ConfigError(f"gbdt.categorical must be preset, none, source or manifest, got {mode!r}")
+
+
+# ---- the nets -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class NetPreset:
+    """Batch, learning-rate schedule, embedding sizes, and per net (``jenn`` / ``felu_net``) the
+    epochs and whether early stopping is on."""
+
+    batch_size: int
+    lr0: float
+    decay: float
+    k_user: int
+    k_cat: int
+    epochs: Mapping[str, int]
+    early_stopping: Mapping[str, bool]
+
+
+NET_PRESETS = {
+    "thesis": NetPreset(
+        batch_size=8192,
+        lr0=0.001405365,
+        decay=0.778385,
+        k_user=74,
+        k_cat=11,
+        epochs={JENN: 40, FELU_NET: 26},
+        early_stopping={JENN: True, FELU_NET: False},
+    ),
+    "fast": NetPreset(
+        batch_size=512,
+        lr0=0.002,
+        decay=0.778385,
+        k_user=16,
+        k_cat=4,
+        epochs={JENN: 6, FELU_NET: 6},
+        early_stopping={JENN: True, FELU_NET: False},
+    ),
+}
+NET_OPTIMIZERS = {JENN: "adam", FELU_NET: "rmsprop"}

@@ -1,7 +1,7 @@
 """Stream a Parquet table to DDP ranks: each rank reads its own share of row groups.
 
-The nets' input table is written by Spark (``silver/nets_input_<profile>``, few large files,
-row groups sized for streaming). The driver lists its row groups once from the Parquet footers
+The nets' input shards are written by Spark (:mod:`relisten_spark.models.ddp.inputs`, few large
+files, row groups sized for streaming). The driver lists its row groups once from the Parquet footers
 (:func:`list_row_groups`, cheap: bounded by the number of files) and sends the list to every
 rank; each rank then reads only the row groups of its share with ``pyarrow.dataset``.
 
@@ -32,7 +32,7 @@ from torch.utils.data import IterableDataset
 
 log = logging.getLogger(__name__)
 
-MISSING_CODE = -1
+NULL_INPUT_CODE = -1  # a null categorical input; the nets map it (like unseen codes) to their unknown row
 
 
 @dataclass(frozen=True)
@@ -138,7 +138,7 @@ def to_arrays(
     n = table.num_rows
     cat = np.empty((n, len(categorical)), dtype=np.int64)
     for j, name in enumerate(categorical):
-        column = pc.fill_null(pc.cast(table.column(name), pa.int64()), MISSING_CODE)
+        column = pc.fill_null(pc.cast(table.column(name), pa.int64()), NULL_INPUT_CODE)
         cat[:, j] = column.to_numpy()
     num = np.empty((n, len(numeric)), dtype=np.float32)
     for j, name in enumerate(numeric):

@@ -124,7 +124,10 @@ def synapse_params(
 def synapseml_available(spark: SparkSession) -> bool:
     """True when SynapseML's LightGBMClassifier class loads in the driver's JVM."""
     try:
-        spark.sparkContext._jvm.java.lang.Class.forName(SYNAPSE_CLASS)  # type: ignore[attr-defined]
+        jvm = spark.sparkContext._jvm
+        if jvm is None:
+            return False
+        jvm.java.lang.Class.forName(SYNAPSE_CLASS)
     except Exception:
         return False
     return True
@@ -172,9 +175,9 @@ def train(
         F.col(f).cast("double").alias(f) for f in features
     ]
     data = fit.select(*cols, F.lit(False).alias("is_valid"))
-    use_valid = valid is not None and settings.early_stopping_rounds > 0
-    if use_valid:
-        data = data.unionByName(valid.select(*cols, F.lit(True).alias("is_valid")))
+    validation = valid if settings.early_stopping_rounds > 0 else None
+    if validation is not None:
+        data = data.unionByName(validation.select(*cols, F.lit(True).alias("is_valid")))
     assembled = VectorAssembler(inputCols=features, outputCol="features", handleInvalid="keep").transform(
         data
     )
@@ -187,7 +190,7 @@ def train(
         timeout_s=timeout_s,
     )
     classifier = classifier_cls(featuresCol="features", labelCol="label", slotNames=list(features), **kwargs)
-    if use_valid:
+    if validation is not None:
         classifier = classifier.setValidationIndicatorCol("is_valid")
     try:
         model = classifier.fit(assembled)

@@ -27,18 +27,19 @@ rows never have to be stored or recomputed. The order is the one of
 filter ``row_number() over (partition by surface, msno, artist ...) <= cap`` (a test checks it
 against those windows).
 
-Models are cached in a module-level dict keyed by (name, version): with Python worker reuse on
-(Spark's default) each worker loads a version once, whatever the number of tasks and batches.
+Models are cached in the per-worker model cache (:data:`relisten_spark.runtime.MODELS`) keyed by
+(name, version): with Python worker reuse on (Spark's default) each worker loads a version once,
+whatever the number of tasks and batches.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,17 +51,14 @@ import pyarrow.compute as pc
 from pyspark import Accumulator
 from pyspark.sql import DataFrame, SparkSession
 
+from relisten_spark import runtime
 from relisten_spark.errors import InputError
 from relisten_spark.models import registry
+from relisten_spark.runtime import LIGHTGBM, LIGHTGBM_MODEL_FILE, LOGIT_EPS, NET_NAMES, STACK, spark_conf
 from relisten_spark.scoring import attribution
 
 log = logging.getLogger(__name__)
 
-STACK = "stack"
-LIGHTGBM = "lightgbm"
-NETS = ("jenn", "felu_net")
-LGB_MODEL_FILE = "model.txt"
-LOGIT_EPS = 1e-7  # gold.predictions derives logits from probabilities clipped to [eps, 1 - eps]
 REASONS = 3
 KEYS = ("surface", "msno", "song_id", "artist_key")
 RANKED_SCHEMA = "surface string, msno string, rank int, song_id string, score double, reasons array<string>"
@@ -139,7 +137,7 @@ def load_ensemble(models_root: str, profile: str, reasons: str = "path") -> Ense
     features = registry.load_metadata(lgb_dir).get("features")
     if not features:
         raise InputError(f"{lgb_dir}/metadata.json has no 'features' list")
-    net_inputs = {r.name: _net_columns(Path(r.folder)) for r in refs if r.name in NETS}
+    net_inputs = {r.name: _net_columns(Path(r.folder)) for r in refs if r.name in NET_NAMES}
     return Ensemble(
         stack_version=str(meta["version"]),
         profile=profile,
@@ -185,23 +183,17 @@ def _net_columns(folder: Path) -> tuple[str, ...]:
 
 
 # ---- the per-worker model cache ------------------------------------------------------------
-_CACHE: dict[tuple[str, str], Any] = {}
-
-
 def _cached(ref: ModelRef) -> Any:
     """The loaded model of ``ref``; each (name, version) is loaded once per Python worker."""
-    key = (ref.name, ref.version)
-    if key not in _CACHE:
-        _CACHE[key] = _load(ref)
-        log.info("loaded %s %s in this worker", ref.name, ref.version)
-    return _CACHE[key]
+    return runtime.MODELS.get((ref.name, ref.version), lambda: _load(ref))
 
 
 def _load(ref: ModelRef) -> Any:
+    log.info("loading %s %s in this worker", ref.name, ref.version)
     if ref.name == LIGHTGBM:
         import lightgbm
 
-        return lightgbm.Booster(model_file=str(Path(ref.folder) / LGB_MODEL_FILE))
+        return lightgbm.Booster(model_file=str(Path(ref.folder) / LIGHTGBM_MODEL_FILE))
     import torch
 
     from relisten_spark.models import nets
@@ -212,15 +204,9 @@ def _load(ref: ModelRef) -> Any:
 
 def _paths(ref: ModelRef) -> attribution.PathContributions:
     """The path contributions table of a LightGBM version, built once per Python worker."""
-    key = (f"{ref.name}:paths", ref.version)
-    if key not in _CACHE:
-        _CACHE[key] = attribution.path_contributions(_cached(ref))
-    return _CACHE[key]
-
-
-def cache_keys() -> list[tuple[str, str]]:
-    """The (name, version) pairs loaded in this process (for tests and diagnostics)."""
-    return sorted(_CACHE)
+    return runtime.MODELS.get(
+        (f"{ref.name}:paths", ref.version), lambda: attribution.path_contributions(_cached(ref))
+    )
 
 
 def _logit_from_probability(p: np.ndarray) -> np.ndarray:
@@ -339,10 +325,10 @@ def _rank_chunk(
 
 def _rank_fn(
     ens: Ensemble, rules: Mapping[str, SurfaceRule], batch_size: int, timer: Accumulator | None
-) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+) -> Callable[[Iterable[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
     """The task side of :func:`score_and_rank` (rows arrive sorted by msno)."""
 
-    def rank(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    def rank(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         pending: list[pa.RecordBatch] = []
         rows = 0
         schema = None
@@ -374,16 +360,9 @@ def cluster_by_user(pairs: DataFrame) -> DataFrame:
     return pairs.repartition("msno").sortWithinPartitions("msno").localCheckpoint(eager=True)
 
 
-@contextlib.contextmanager
-def arrow_batch_size(spark: SparkSession, rows: int) -> Iterator[None]:
+def arrow_batch_size(spark: SparkSession, rows: int) -> AbstractContextManager[None]:
     """Run the enclosed actions with Arrow batches of ``rows`` rows for Python tasks."""
-    key = "spark.sql.execution.arrow.maxRecordsPerBatch"
-    before = spark.conf.get(key)
-    spark.conf.set(key, str(rows))
-    try:
-        yield
-    finally:
-        spark.conf.set(key, before)
+    return spark_conf(spark, {"spark.sql.execution.arrow.maxRecordsPerBatch": str(rows)})
 
 
 def score_and_rank(

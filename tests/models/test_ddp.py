@@ -20,7 +20,12 @@ from relisten_spark import lake, schemas
 from relisten_spark.config import Config, NetsConfig, load_config
 from relisten_spark.errors import InputError, TrainingError
 from relisten_spark.evaluation import evaluate
-from relisten_spark.models import ddp, registry
+from relisten_spark.models import registry
+from relisten_spark.models.ddp import stage
+from relisten_spark.models.ddp.inputs import prepare_inputs, read_shards, row_groups, work_folder
+from relisten_spark.models.ddp.job import TrainJob, build_job, train_params
+from relisten_spark.models.ddp.launch import launch
+from relisten_spark.models.ddp.worker import train_worker
 from relisten_spark.predictions import read_predictions
 
 pytestmark = [pytest.mark.spark, pytest.mark.torch]
@@ -51,7 +56,8 @@ NUMERIC = [
     *[(f"member_artist_component_{j}", "svd_user", "user") for j in range(2)],
     *[(f"artist_component_{j}", "svd_song", "song") for j in range(2)],
 ]
-NOTES = {"song_length": "log1p(ms); nn_fill=song_mean", "msno_rec_cnt": "log1p; nn_fill=zero"}
+FILLS = {"song_length": "song_mean", "msno_rec_cnt": "zero"}  # the others: "mean"
+NOTES = {"song_length": "log1p(ms)", "msno_rec_cnt": "log1p"}
 GBDT_ONLY = ("song_embeddings_dot", "svd_dots", "context")
 
 
@@ -113,16 +119,23 @@ def _features_schema(frame: pd.DataFrame) -> T.StructType:
     return T.StructType([T.StructField(c, kinds[str(frame[c].dtype)], True) for c in frame.columns])
 
 
+def _component(name: str) -> int | None:
+    """The SVD component index of a ``*_component_<j>`` column."""
+    return int(name.rsplit("_", 1)[1]) if "_component_" in name else None
+
+
 def manifest_rows(profile: str) -> list[tuple]:
     rows = [
-        (name, family, "int", "STATIC", profile, entity, True, card, True, True, None)
+        (name, family, "int", "STATIC", profile, entity, True, card, True, True, None, None, None)
         for name, family, entity, card in CATEGORICAL
     ]
-    rows += [
-        (n, f, "double", "BATCH", profile, e, False, None, True, True, NOTES.get(n)) for n, f, e in NUMERIC
-    ]
+    for n, f, e in NUMERIC:
+        fill = FILLS.get(n, "mean")
+        rows.append(
+            (n, f, "double", "BATCH", profile, e, False, None, True, True, NOTES.get(n), fill, _component(n))
+        )
     name, family, entity = GBDT_ONLY
-    rows.append((name, family, "double", "BATCH", profile, entity, False, None, True, False, None))
+    rows.append((name, family, "double", "BATCH", profile, entity, False, None, True, False, *[None] * 3))
     return rows
 
 
@@ -159,11 +172,15 @@ def lake_cfg(spark, tmp_path_factory) -> Config:
 
 @pytest.fixture(scope="module")
 def prepared(spark, lake_cfg):
-    return ddp.prepare_inputs(spark, fast_cfg(lake_cfg), "full")
+    return prepare_inputs(spark, fast_cfg(lake_cfg), "full", work_folder(lake_cfg, "test-prepare"))
 
 
 def test_prepare_materialises_inputs_with_fit_statistics(spark, lake_cfg, prepared) -> None:
-    table = lake.read(spark, prepared.path)
+    shards = Path(prepared.path)  # a training artifact in the model store, not a lake table
+    assert shards == Path(lake_cfg.models.root).absolute() / ".nets-work" / "test-prepare" / "inputs"
+    assert [p.name for p in shards.parent.iterdir()] == ["inputs"]  # the staging folder was renamed
+    assert not (Path(lake_cfg.lake.root) / "silver" / "nets_input_full").exists()
+    table = read_shards(spark, prepared)
     expected = {"idx", "msno", "song_id", "target", "eval_split"} | set(prepared.inputs.numeric_names)
     assert expected | set(prepared.inputs.categorical_names) == set(table.columns)
     assert "song_embeddings_dot" not in table.columns  # in_gbdt only
@@ -180,7 +197,7 @@ def test_prepare_materialises_inputs_with_fit_statistics(spark, lake_cfg, prepar
     assert stats["song_length"]["mean"] == pytest.approx(filled.mean(), rel=1e-12)
     assert stats["song_length"]["std"] == pytest.approx(filled.std(ddof=0), rel=1e-9)
     assert stats["msno_rec_cnt"]["fill"] == 0.0
-    groups = ddp.shards.list_row_groups(lake.file_uris(prepared.path, where={"eval_split": "fit"}))
+    groups = row_groups(prepared, "fit")
     assert sum(g.rows for g in groups) == 2400
     assert len(groups) > 2  # row groups sized for streaming, not one per file
     counts = {r.eval_split: r["count"] for r in table.groupBy("eval_split").count().collect()}
@@ -191,7 +208,23 @@ def test_missing_feature_column_names_it(spark, tmp_lake) -> None:
     cfg = fast_cfg(tmp_lake)
     write_feature_tables(spark, cfg, n_train=200, n_test=20)
     extra = spark.createDataFrame(
-        [("ghost_feature", "x", "double", "ROW", "full", "context", False, None, False, True, None)],
+        [
+            (
+                "ghost_feature",
+                "x",
+                "double",
+                "ROW",
+                "full",
+                "context",
+                False,
+                None,
+                False,
+                True,
+                None,
+                "mean",
+                None,
+            )
+        ],
         schemas.MANIFEST,
     )
     lake.write(
@@ -202,17 +235,17 @@ def test_missing_feature_column_names_it(spark, tmp_lake) -> None:
         partition_by=["profile"],
     )
     with pytest.raises(InputError, match="ghost_feature"):
-        ddp.prepare_inputs(spark, cfg, "full")
+        prepare_inputs(spark, cfg, "full", work_folder(cfg, "test-missing"))
 
 
 def test_presets_follow_the_thesis_and_config_overrides() -> None:
-    jenn = ddp.train_params(NetsConfig(preset="thesis"), "jenn", positive_rate=0.2)
+    jenn = train_params(NetsConfig(preset="thesis"), "jenn", positive_rate=0.2)
     assert (jenn.epochs, jenn.batch_size, jenn.optimizer, jenn.patience) == (40, 8192, "adam", 3)
     assert (jenn.lr0, jenn.decay, jenn.hyper.l2_embedding) == (0.001405365, 0.778385, 5.315258e-4)
     assert (jenn.hyper.k_user, jenn.hyper.k_cat, jenn.hyper.activation) == (74, 11, "elu")
     assert jenn.class_weights is None  # the thesis code trained without class weights
     text = NetsConfig(preset="thesis", class_weights=True, activation="relu", hidden=2048, learning_rate=0.01)
-    variant = ddp.train_params(text, "felu_net", positive_rate=0.2)
+    variant = train_params(text, "felu_net", positive_rate=0.2)
     assert variant.class_weights == pytest.approx((0.625, 2.5))  # n / (2 n_y)
     assert (variant.hyper.activation, variant.hyper.hidden, variant.lr0) == ("relu", 2048, 0.01)
     assert (variant.epochs, variant.patience, variant.optimizer) == (26, 0, "rmsprop")
@@ -220,11 +253,11 @@ def test_presets_follow_the_thesis_and_config_overrides() -> None:
 
 def _job(lake_cfg, prepared, tag: str, **nets):
     cfg = fast_cfg(lake_cfg, **nets)
-    return cfg, ddp.build_job(cfg, prepared, f"test-{tag}")
+    return cfg, build_job(cfg, prepared, f"test-{tag}")
 
 
-def _again(job: ddp.TrainJob, tag: str) -> ddp.TrainJob:
-    return replace(job, work_dir=f"{job.work_dir}-{tag}")
+def _again(job: TrainJob, tag: str) -> TrainJob:
+    return replace(job, error_dir=f"{job.error_dir}-{tag}")
 
 
 @pytest.fixture(scope="module")
@@ -235,7 +268,7 @@ def jenn_job(lake_cfg, prepared):
 
 @pytest.fixture(scope="module")
 def one_process(jenn_job):
-    return ddp.launch(jenn_job[1], 1, True, False)["jenn"]
+    return launch(jenn_job[1], 1, True, False)["jenn"]
 
 
 def test_single_process_training_is_saved_with_metadata(jenn_job, one_process, prepared) -> None:
@@ -252,13 +285,13 @@ def test_single_process_training_is_saved_with_metadata(jenn_job, one_process, p
 
 
 def test_fixed_seed_gives_the_same_validation_auc(jenn_job, one_process) -> None:
-    again = ddp.launch(_again(jenn_job[1], "again"), 1, True, False)["jenn"]
+    again = launch(_again(jenn_job[1], "again"), 1, True, False)["jenn"]
     assert abs(one_process["val_auc"] - again["val_auc"]) < 1e-4
     assert again["version"] != one_process["version"]
 
 
 def test_two_processes_match_one_process(jenn_job, one_process) -> None:
-    two = ddp.launch(_again(jenn_job[1], "two"), 2, True, False)["jenn"]
+    two = launch(_again(jenn_job[1], "two"), 2, True, False)["jenn"]
     assert two["world_size"] == 2
     assert one_process["world_size"] == 1
     assert abs(one_process["val_auc"] - two["val_auc"]) < 0.01
@@ -266,8 +299,8 @@ def test_two_processes_match_one_process(jenn_job, one_process) -> None:
 
 @pytest.mark.slow
 def test_barrier_mode_trains_like_local_mode(jenn_job) -> None:
-    local = ddp.launch(_again(jenn_job[1], "local2"), 2, True, False)["jenn"]
-    barrier = ddp.launch(_again(jenn_job[1], "barrier2"), 2, False, False)["jenn"]
+    local = launch(_again(jenn_job[1], "local2"), 2, True, False)["jenn"]
+    barrier = launch(_again(jenn_job[1], "barrier2"), 2, False, False)["jenn"]
     assert barrier["val_auc"] == pytest.approx(local["val_auc"], abs=1e-6)
 
 
@@ -279,9 +312,8 @@ def test_gpu_rank_trains_with_nccl(jenn_job, monkeypatch) -> None:
     env = {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "1"}
     for key, value in {**env, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29517"}.items():
         monkeypatch.setenv(key, value)
-    Path(job.work_dir).mkdir(parents=True)
-    ddp.train_worker(job)
-    result = json.loads(Path(job.work_dir, "result-jenn.json").read_text())
+    Path(job.error_dir).mkdir(parents=True)
+    result = json.loads(train_worker(job))["jenn"]
     meta = registry.load_metadata(registry.resolve(cfg.models.root, "jenn", result["version"]))
     assert meta["backend"] == "nccl"
     assert result["val_auc"] > 0.75
@@ -294,16 +326,18 @@ def test_failing_rank_ends_the_job_with_its_error(lake_cfg, prepared) -> None:
     broken = replace(job, fit=gone)
     started = time.monotonic()
     with pytest.raises(TrainingError, match=r"rank \d failed while training jenn epoch 0: FileNotFoundError"):
-        ddp.launch(broken, 2, True, False)
+        launch(broken, 2, True, False)
     assert time.monotonic() - started < 90
-    assert not Path(job.work_dir).exists()
+    assert not Path(job.error_dir).exists()
 
 
 def test_run_trains_both_nets_and_writes_predictions(spark, lake_cfg) -> None:
     cfg = fast_cfg(lake_cfg, epochs=None, batch_size=None, profile="serving")
     cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"raw_dir": str(lake_cfg.lake.root)})})
-    summary = ddp.run(spark, cfg)
+    summary = stage.run(spark, cfg)
     assert summary["profile"] == "serving"
+    assert not (Path(cfg.models.root).absolute() / ".nets-work" / summary["run_id"]).exists()  # cleaned up
+    assert not (Path(cfg.lake.root) / "silver" / "nets_input_serving").exists()
     preds = read_predictions(spark, cfg, profile="serving").toPandas()
     assert set(preds["model"]) == {"jenn", "felu_net"}
     for kind in ("jenn", "felu_net"):
@@ -322,4 +356,5 @@ def test_run_trains_both_nets_and_writes_predictions(spark, lake_cfg) -> None:
     assert sorted((r.model, r.profile) for r in metrics.collect()) == [
         ("felu_net", "serving"),
         ("jenn", "serving"),
+        ("popularity", "serving"),  # evaluate trains the baseline of every profile it evaluates
     ]

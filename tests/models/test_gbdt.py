@@ -22,7 +22,10 @@ from relisten_spark import lake, schemas
 from relisten_spark.config import Config, GbdtConfig
 from relisten_spark.errors import ConfigError, InputError, TrainingError
 from relisten_spark.evaluation import evaluate
-from relisten_spark.models import gbdt, presets, registry
+from relisten_spark.models import presets, registry
+from relisten_spark.models.feature_inputs import features_path, manifest_path
+from relisten_spark.models.gbdt import barrier, stage
+from relisten_spark.models.gbdt.inputs import lightgbm_params
 from relisten_spark.predictions import read_predictions
 from relisten_spark.splits import assign_eval_split
 
@@ -78,7 +81,7 @@ def _features_schema(columns: list[str]) -> T.StructType:
 
 def write_features(spark, cfg: Config, frame: pd.DataFrame) -> None:
     """silver.features (both profiles, different columns) and silver.feature_manifest."""
-    path = gbdt.features_path(cfg)
+    path = features_path(cfg)
     for profile, columns in (("full", FULL), ("serving", SERVING)):
         pdf = frame[["idx", "msno", "song_id", "split", "target", *columns]].assign(profile=profile)
         if profile == "serving":  # the table's columns are the union: serving leaves the rest null
@@ -102,17 +105,33 @@ def write_features(spark, cfg: Config, frame: pd.DataFrame) -> None:
             True,
             True,
             "",
+            None,
+            None,
         )
         for profile, columns in (("full", FULL), ("serving", SERVING))
         for c in columns
     ]
     manifest.append(
-        ("f4", "test", "double", "ROW", "serving", "context", False, None, False, True, "not in gbdt")
+        (
+            "f4",
+            "test",
+            "double",
+            "ROW",
+            "serving",
+            "context",
+            False,
+            None,
+            False,
+            True,
+            "not in gbdt",
+            None,
+            None,
+        )
     )
     lake.write(
         spark,
         spark.createDataFrame(manifest, schemas.MANIFEST),
-        gbdt.manifest_path(cfg),
+        manifest_path(cfg),
         partition_by=["profile"],
     )
 
@@ -138,7 +157,7 @@ def lake_cfg(spark, tmp_path_factory) -> Config:
 
 
 def _fit_and_eval(spark, cfg: Config):
-    table = lake.read(spark, gbdt.features_path(cfg), where={"profile": "full"})
+    table = lake.read(spark, features_path(cfg), where={"profile": "full"})
     split = assign_eval_split(table, cfg.evaluation)
     return split.where(F.col("eval_split") == "fit"), split.where(F.col("eval_split") == "calib"), split
 
@@ -188,7 +207,7 @@ def test_barrier_matches_single_process_lightgbm(spark, lake_cfg):
     fit, _, split = _fit_and_eval(spark, lake_cfg)
     settings = presets.resolve(lake_cfg.gbdt)
     categorical = ["source", "city"]
-    out = gbdt.train_barrier(spark, fit, None, FULL, categorical, settings, num_tasks=2)
+    out = barrier.train_barrier(spark, fit, None, FULL, categorical, settings, num_tasks=2)
     assert [r["rank"] for r in out.ranks] == [0, 1]
     assert all(r["machines"] == 2 for r in out.ranks)
     assert sum(r["rows"] for r in out.ranks) == fit.count()
@@ -197,7 +216,7 @@ def test_barrier_matches_single_process_lightgbm(spark, lake_cfg):
     x_fit, y_fit = _local(fit, FULL)
     x_eval, y_eval = _local(split.where(F.col("eval_split") == "eval"), FULL)
     single = lgb.train(
-        gbdt.lightgbm_params(settings, 1),  # 1 thread: no OpenMP spin-waits on a busy machine
+        lightgbm_params(settings, 1),  # 1 thread: no OpenMP spin-waits on a busy machine
         lgb.Dataset(x_fit, y_fit, feature_name=FULL, categorical_feature=categorical),
         num_boost_round=settings.num_boost_round,
     )
@@ -211,7 +230,7 @@ def test_barrier_matches_single_process_lightgbm(spark, lake_cfg):
 def test_early_stopping_sees_the_same_metric_on_every_rank(spark, lake_cfg):
     fit, calib, _ = _fit_and_eval(spark, lake_cfg)
     cfg = GbdtConfig(num_boost_round=400, early_stopping_rounds=5, params={"learning_rate": 0.5})
-    out = gbdt.train_barrier(spark, fit, calib, FULL, [], presets.resolve(cfg), num_tasks=2)
+    out = barrier.train_barrier(spark, fit, calib, FULL, [], presets.resolve(cfg), num_tasks=2)
     first, second = out.ranks
     n_calib = calib.count()
     assert first["valid_rows"] == second["valid_rows"] == n_calib  # every rank holds all calib rows
@@ -224,7 +243,9 @@ def test_early_stopping_sees_the_same_metric_on_every_rank(spark, lake_cfg):
 def test_an_empty_task_stays_out_of_the_network(spark, lake_cfg):
     fit, _, _ = _fit_and_eval(spark, lake_cfg)
     even = fit.where(F.col("idx") % 2 == 0)  # fit rows go to partition idx mod 2: task 1 gets none
-    out = gbdt.train_barrier(spark, even, None, FULL, [], presets.resolve(GbdtConfig(num_boost_round=10)), 2)
+    out = barrier.train_barrier(
+        spark, even, None, FULL, [], presets.resolve(GbdtConfig(num_boost_round=10)), 2
+    )
     assert len(out.ranks) == 1
     assert (out.ranks[0]["partition"], out.ranks[0]["machines"]) == (0, 1)
     assert out.ranks[0]["rows"] == even.count()
@@ -259,14 +280,14 @@ def test_a_failing_task_fails_the_job_quickly_with_its_message(spark, lake_cfg, 
     settings = presets.resolve(GbdtConfig(num_boost_round=500))
     started = time.perf_counter()
     with pytest.raises(TrainingError, match=message):
-        gbdt.train_barrier(spark, fit, None, FULL, [], settings, 2, network_timeout_s=60, task_hook=hook)
+        barrier.train_barrier(spark, fit, None, FULL, [], settings, 2, network_timeout_s=60, task_hook=hook)
     assert time.perf_counter() - started < 60
 
 
 def test_more_tasks_than_slots_is_a_config_error(spark, lake_cfg):
     fit, _, _ = _fit_and_eval(spark, lake_cfg)
     with pytest.raises(ConfigError, match=r"gbdt.num_tasks=3 exceeds the 2 task slots"):
-        gbdt.train_barrier(spark, fit, None, FULL, [], presets.resolve(GbdtConfig()), num_tasks=3)
+        barrier.train_barrier(spark, fit, None, FULL, [], presets.resolve(GbdtConfig()), num_tasks=3)
 
 
 # ---- the stage ------------------------------------------------------------------------------
@@ -275,7 +296,7 @@ def test_train_gbdt_both_profiles_then_evaluate(spark, lake_cfg):
     summaries = {}
     for profile in ("full", "serving"):
         cfg = lake_cfg.model_copy(update={"gbdt": lake_cfg.gbdt.model_copy(update={"profile": profile})})
-        summaries[profile] = gbdt.run(spark, cfg)
+        summaries[profile] = stage.run(spark, cfg)
 
     models = Path(lake_cfg.models.root) / "lightgbm"
     for profile, columns, categorical in (
@@ -287,8 +308,8 @@ def test_train_gbdt_both_profiles_then_evaluate(spark, lake_cfg):
         meta = registry.load_metadata(folder)
         assert meta["features"] == columns
         assert meta["categorical_features"] == categorical
-        assert meta["training_data"]["table"] == gbdt.features_path(lake_cfg)
-        assert meta["training_data"]["version"] == lake.version(gbdt.features_path(lake_cfg))
+        assert meta["training_data"]["table"] == features_path(lake_cfg)
+        assert meta["training_data"]["version"] == lake.version(features_path(lake_cfg))
         assert meta["row_counts"] == {"fit": 2720, "calib": 340, "eval": 340, "test": 600}
         assert meta["parameters"]["num_boost_round"] == 60
         assert meta["training_seconds"] > 0
@@ -328,18 +349,18 @@ def test_train_gbdt_both_profiles_then_evaluate(spark, lake_cfg):
 
 def test_missing_inputs_are_input_errors(spark, tmp_lake):
     with pytest.raises(InputError, match=r"no features table at .*silver/features"):
-        gbdt.run(spark, tmp_lake)
+        stage.run(spark, tmp_lake)
     frame = planted().head(50)
     df = spark.createDataFrame(
         frame[["idx", "msno", "song_id", "split", "target", "f0"]].assign(profile="full")
     )
-    lake.write(spark, df, gbdt.features_path(tmp_lake), partition_by=["profile"])
+    lake.write(spark, df, features_path(tmp_lake), partition_by=["profile"])
     with pytest.raises(InputError, match="no feature manifest"):
-        gbdt.run(spark, tmp_lake)
-    manifest = [("f9", "test", "double", "ROW", "full", "context", False, None, True, True, "")]
-    lake.write(spark, spark.createDataFrame(manifest, schemas.MANIFEST), gbdt.manifest_path(tmp_lake))
+        stage.run(spark, tmp_lake)
+    manifest = [("f9", "test", "double", "ROW", "full", "context", False, None, True, True, "", None, None)]
+    lake.write(spark, spark.createDataFrame(manifest, schemas.MANIFEST), manifest_path(tmp_lake))
     with pytest.raises(InputError, match=r"has no column 'f9' listed in the manifest"):
-        gbdt.run(spark, tmp_lake)
+        stage.run(spark, tmp_lake)
 
 
 def test_worker_error_picks_the_telling_line():
@@ -350,7 +371,7 @@ def test_worker_error_picks_the_telling_line():
         "ModuleNotFoundError: No module named 'x'\n"
         "\tat org.apache.spark.api.python.BasePythonRunner.handlePythonException(PythonRunner.scala:1)\n"
     )
-    assert gbdt.worker_error(RuntimeError(spark_failure)) == "ModuleNotFoundError: No module named 'x'"
+    assert barrier.worker_error(RuntimeError(spark_failure)) == "ModuleNotFoundError: No module named 'x'"
     ours = spark_failure + "RuntimeError: lightgbm task failed on partition 3: ValueError: bad\n"
-    assert gbdt.worker_error(RuntimeError(ours)) == "lightgbm task failed on partition 3: ValueError: bad"
-    assert gbdt.worker_error(RuntimeError("first line\nsecond")) == "first line"
+    assert barrier.worker_error(RuntimeError(ours)) == "lightgbm task failed on partition 3: ValueError: bad"
+    assert barrier.worker_error(RuntimeError("first line\nsecond")) == "first line"

@@ -14,6 +14,7 @@ from pyspark.sql import Window
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
+from relisten_spark import runtime
 from relisten_spark.errors import InputError
 from relisten_spark.models import registry
 from relisten_spark.scoring import attribution, rank
@@ -38,7 +39,7 @@ def register_models(models_root: Path, booster: lgb.Booster, profile: str = "ser
     version = registry.save_model(
         models_root,
         "lightgbm",
-        lambda folder: booster.save_model(str(folder / rank.LGB_MODEL_FILE)),
+        lambda folder: booster.save_model(str(folder / runtime.LIGHTGBM_MODEL_FILE)),
         {"features": FEATURES, "profile": profile},
     )
     meta = {
@@ -67,7 +68,7 @@ def candidate_frame(seed: int = 1, users: int = 5, per_user: int = 9) -> pd.Data
 
 def expected_ranking(frame: pd.DataFrame, booster: lgb.Booster) -> pd.DataFrame:
     """The reference: the stack's score from the booster directly, then the ranking rules."""
-    p = np.clip(booster.predict(frame[FEATURES].to_numpy()), rank.LOGIT_EPS, 1 - rank.LOGIT_EPS)
+    p = np.clip(booster.predict(frame[FEATURES].to_numpy()), runtime.LOGIT_EPS, 1 - runtime.LOGIT_EPS)
     score = 1 / (1 + np.exp(-(INTERCEPT + WEIGHT * np.log(p / (1 - p)))))
     scored = frame.assign(score=score)
     kept = rank.top_n_positions(scored, RULES)
@@ -154,7 +155,8 @@ def test_task_side_loads_each_model_once_and_ignores_batch_boundaries(tmp_lake, 
         return real_load(ref)
 
     monkeypatch.setattr(rank, "_load", counting_load)
-    monkeypatch.setattr(rank, "_CACHE", {})
+    cache = runtime.ModelCache()
+    monkeypatch.setattr(runtime, "MODELS", cache)
     frame = candidate_frame(users=7).sort_values("msno", kind="stable")
     table = pa.Table.from_pandas(frame, preserve_index=False)
 
@@ -167,7 +169,7 @@ def test_task_side_loads_each_model_once_and_ignores_batch_boundaries(tmp_lake, 
     pd.testing.assert_frame_equal(small, large)
     assert loads == ["lightgbm"]
     version = ens.versions["lightgbm"]  # the model and its path-contributions table, once each
-    assert rank.cache_keys() == [("lightgbm", version), ("lightgbm:paths", version)]
+    assert sorted(cache.keys()) == [("lightgbm", version), ("lightgbm:paths", version)]
 
 
 def test_load_ensemble_checks_the_profile_and_lightgbm(tmp_lake) -> None:

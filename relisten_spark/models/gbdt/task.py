@@ -1,0 +1,231 @@
+"""The task side of barrier training: one LightGBM machine per Spark barrier task.
+
+A task turns its Arrow batches into NumPy blocks (:func:`read_blocks`), binds a free port,
+shares ``host:port:rows`` with ``BarrierTaskContext.allGather``, joins LightGBM's network (tasks
+without rows stay out of it and return nothing) and trains. It returns one ``info`` record (a
+JSON line: rows, trees, best iteration, scores) and, on rank 0, the model string in ``model``
+records of 8 MB (:data:`RESULT_SCHEMA`). The driver side is
+:mod:`relisten_spark.models.gbdt.barrier`.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pyarrow as pa
+
+RESULT_SCHEMA = "kind string, rank int, seq int, text string"
+FAILURE = "lightgbm task failed"
+_CHUNK_CHARS = 8 << 20
+
+# Feature blocks are held as float32 until lightgbm bins them: at full scale (7M rows x 388
+# columns) float64 blocks need 22 GB, float32 half of that. Binning sees the same order.
+TRAIN_DTYPE = np.float32
+
+TaskHook = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What every task trains with (pickled into the barrier stage's closure)."""
+
+    features: list[str]
+    categorical: list[str]
+    params: dict[str, Any]
+    num_boost_round: int
+    early_stopping_rounds: int
+    tree_learner: str
+    timeout_minutes: int
+    hook: TaskHook | None  # runs right before lightgbm.train (fault injection in tests)
+
+
+@dataclass
+class Blocks:
+    """A task's rows as NumPy blocks: fit rows as a list (no copy into one matrix), calib rows sorted."""
+
+    fit_x: list[np.ndarray] = field(default_factory=list)
+    fit_y: list[np.ndarray] = field(default_factory=list)
+    val_x: list[np.ndarray] = field(default_factory=list)
+    val_y: list[np.ndarray] = field(default_factory=list)
+    val_idx: list[np.ndarray] = field(default_factory=list)
+
+    @property
+    def fit_rows(self) -> int:
+        return int(sum(len(y) for y in self.fit_y))
+
+    def validation(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Calib features and labels in ``idx`` order (the same on every task), or None."""
+        if not self.val_y:
+            return None
+        order = np.argsort(np.concatenate(self.val_idx), kind="stable")
+        return np.vstack(self.val_x)[order], np.concatenate(self.val_y)[order]
+
+
+def _labels(batch: pa.RecordBatch, partition: int) -> np.ndarray:
+    target = batch.column("target")
+    if target.null_count:
+        raise ValueError(f"partition {partition}: {target.null_count} training rows have a null target")
+    y = target.to_numpy(zero_copy_only=False)
+    bad = ~np.isin(y, (0, 1))
+    if bad.any():
+        raise ValueError(f"partition {partition}: target must be 0 or 1, found {y[bad][0]}")
+    return y.astype(np.float64)
+
+
+def read_blocks(batches: Iterable[pa.RecordBatch], features: list[str], partition: int) -> Blocks:
+    """Batches ``[_part, _valid, idx, target, *features]`` of ``partition`` as :class:`Blocks`."""
+    blocks = Blocks()
+    for batch in batches:
+        if batch.num_rows == 0:
+            continue
+        parts = batch.column("_part").to_numpy(zero_copy_only=False)
+        if (parts != partition).any():
+            raise RuntimeError(
+                f"rows of partition {int(parts[parts != partition][0])} reached task {partition}"
+            )
+        is_valid = batch.column("_valid").to_numpy(zero_copy_only=False)
+        x = np.column_stack([batch.column(f).to_numpy(zero_copy_only=False) for f in features]).astype(
+            TRAIN_DTYPE, copy=False
+        )
+        y = _labels(batch, partition)
+        if not is_valid.any():  # the usual batch: fit rows only, kept without a copy
+            blocks.fit_x.append(x)
+            blocks.fit_y.append(y)
+            continue
+        fit = ~is_valid
+        if fit.any():
+            blocks.fit_x.append(x[fit])
+            blocks.fit_y.append(y[fit])
+        blocks.val_x.append(x[is_valid])
+        blocks.val_y.append(y[is_valid])
+        blocks.val_idx.append(batch.column("idx").to_numpy(zero_copy_only=False)[is_valid])
+    return blocks
+
+
+def _free_port() -> int:
+    """A port that was free a moment ago (bound to 0, read, closed right before LightGBM binds it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("", 0))
+        return int(sock.getsockname()[1])
+
+
+def _task_host(ctx: Any, partition: int) -> str:
+    """This task's executor address as an IP (LightGBM matches machines by IP)."""
+    address = ctx.getTaskInfos()[partition].address
+    return socket.gethostbyname(address.rsplit(":", 1)[0])
+
+
+def _record(kind: str, rank: int, seq: int, text: str) -> pa.RecordBatch:
+    return pa.RecordBatch.from_arrays(
+        [pa.array([kind]), pa.array([rank], pa.int32()), pa.array([seq], pa.int32()), pa.array([text])],
+        names=["kind", "rank", "seq", "text"],
+    )
+
+
+def _network_params(spec: TaskSpec, members: list[dict[str, Any]], port: int) -> dict[str, Any]:
+    """LightGBM's parameters for this network: data/voting parallel over ``members``, serial alone."""
+    params = dict(spec.params)
+    if len(members) == 1:
+        params["tree_learner"] = "serial"
+        return params
+    params.update(
+        tree_learner=spec.tree_learner,
+        num_machines=len(members),
+        machines=",".join(f"{p['host']}:{p['port']}" for p in members),
+        local_listen_port=port,
+        time_out=spec.timeout_minutes,
+        pre_partition=True,
+    )
+    return params
+
+
+def _fit(spec: TaskSpec, params: dict[str, Any], blocks: Blocks, partition: int) -> tuple[lgb.Booster, float]:
+    """``lightgbm.train`` on the fit blocks, early stopping on the calib rows when asked; the
+    booster and the seconds ``lightgbm.train`` took."""
+    train_set = lgb.Dataset(
+        blocks.fit_x,
+        np.concatenate(blocks.fit_y),
+        feature_name=spec.features,
+        categorical_feature=spec.categorical or "auto",
+        free_raw_data=True,
+    )
+    blocks.fit_x = []  # the Dataset holds the blocks until it is built inside lightgbm.train
+    validation = blocks.validation()
+    valid_sets: list[lgb.Dataset] = []
+    callbacks: list[Callable[..., Any]] = []
+    if validation is not None and spec.early_stopping_rounds > 0:
+        valid_sets = [train_set.create_valid(validation[0], validation[1])]
+        callbacks = [lgb.early_stopping(spec.early_stopping_rounds, first_metric_only=True, verbose=False)]
+    if spec.hook is not None:
+        spec.hook(partition)
+    started = time.perf_counter()
+    booster = lgb.train(
+        params,
+        train_set,
+        num_boost_round=spec.num_boost_round,
+        valid_sets=valid_sets,
+        valid_names=["calib"] * len(valid_sets),
+        callbacks=callbacks,
+    )
+    return booster, time.perf_counter() - started
+
+
+def train_task(ctx: Any, batches: Iterable[pa.RecordBatch], spec: TaskSpec) -> Iterator[pa.RecordBatch]:
+    """One barrier task: join the network, train, report (module docstring)."""
+    partition = ctx.partitionId()
+    blocks = read_blocks(batches, spec.features, partition)
+    rows = blocks.fit_rows
+    valid_rows = sum(len(y) for y in blocks.val_y)
+    port = _free_port()
+    message = json.dumps(
+        {"partition": partition, "host": _task_host(ctx, partition), "port": port, "rows": rows}
+    )
+    peers = sorted((json.loads(m) for m in ctx.allGather(message)), key=lambda p: p["partition"])
+    members = [p for p in peers if p["rows"] > 0]
+    if not members:
+        raise ValueError("no task received training rows")
+    if rows == 0:
+        return
+    rank = next(i for i, p in enumerate(members) if p["partition"] == partition)
+    booster, seconds = _fit(spec, _network_params(spec, members, port), blocks, partition)
+    info = {
+        "partition": partition,
+        "rank": rank,
+        "machines": len(members),
+        "rows": rows,
+        "valid_rows": valid_rows,
+        "best_iteration": int(booster.best_iteration),
+        "num_trees": int(booster.num_trees()),
+        "best_score": {name: dict(scores) for name, scores in booster.best_score.items()},
+        "seconds": seconds,
+    }
+    yield _record("info", rank, 0, json.dumps(info))
+    if rank == 0:
+        model = booster.model_to_string()
+        for seq, start in enumerate(range(0, len(model), _CHUNK_CHARS)):
+            yield _record("model", 0, seq, model[start : start + _CHUNK_CHARS])
+
+
+def task_fn(spec: TaskSpec) -> Callable[[Iterable[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    """The ``mapInArrow`` function of the barrier stage; errors name the task's partition."""
+
+    def task(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        from pyspark import BarrierTaskContext
+
+        ctx = BarrierTaskContext.get()
+        try:
+            yield from train_task(ctx, batches, spec)
+        except Exception as exc:
+            raise RuntimeError(
+                f"{FAILURE} on partition {ctx.partitionId()}: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    return task
