@@ -33,9 +33,10 @@ test: java-check $(STAMP) ## run the test suite (without slow and gpu tests)
 test-all: java-check $(STAMP) ## run every test, slow ones included (gpu tests skip without a GPU)
 	$(PY) -m pytest -q -m "" $(ARGS)
 
-lint: $(STAMP) ## ruff lint and format check
+lint: $(STAMP) ## ruff lint (complexity included), format check, mypy on the package
 	$(VENV)/bin/ruff check relisten_spark tests bench jobs
 	$(VENV)/bin/ruff format --check relisten_spark tests bench jobs
+	$(VENV)/bin/mypy relisten_spark
 
 format: $(STAMP) ## apply ruff formatting and safe fixes
 	$(VENV)/bin/ruff check --fix relisten_spark tests bench jobs

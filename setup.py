@@ -18,7 +18,7 @@ INSTALL_REQUIRES = [
 
 EXTRAS_REQUIRE = {
     "torch": ["torch==2.13.0"],
-    "dev": ["pytest>=8", "ruff>=0.6"],
+    "dev": ["pytest>=8", "ruff>=0.6", "mypy==2.4.1"],
 }
 
 setup(
@@ -26,7 +26,7 @@ setup(
     version="0.1.0",
     description="Hybrid music recommendation (LightGBM + JENN + F-ELU-Net) as a Spark batch engine",
     packages=find_packages(include=["relisten_spark", "relisten_spark.*"]),
-    package_data={"relisten_spark": ["resources/*"]},
+    package_data={"relisten_spark": ["resources/*.txt"]},
     python_requires=">=3.11,<3.13",
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,

@@ -27,11 +27,11 @@ log = logging.getLogger("relisten")
 
 # command -> (module, needs a Spark session)
 STAGES: dict[str, tuple[str, bool]] = {
-    "generate": ("relisten_spark.data.synthetic", False),
+    "generate": ("relisten_spark.data.synthetic.generator", False),
     "ingest": ("relisten_spark.data.kkbox", True),
     "features": ("relisten_spark.features.build", True),
-    "train-gbdt": ("relisten_spark.models.gbdt", True),
-    "train-nets": ("relisten_spark.models.ddp", True),
+    "train-gbdt": ("relisten_spark.models.gbdt.stage", True),
+    "train-nets": ("relisten_spark.models.ddp.stage", True),
     "train-stack": ("relisten_spark.models.stack", True),
     "evaluate": ("relisten_spark.evaluation.evaluate", True),
     "score": ("relisten_spark.scoring.score", True),
@@ -57,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _stage_fn(command: str) -> Callable[..., dict[str, Any]]:
     module = importlib.import_module(STAGES[command][0])
-    return module.run  # type: ignore[no-any-return]
+    return module.run
 
 
 def check_java() -> None:

@@ -19,6 +19,22 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from relisten_spark.errors import ConfigError
 
+Profile = Literal["full", "serving"]
+NetName = Literal["jenn", "felu_net"]
+BaseModelName = Literal["lightgbm", "jenn", "felu_net"]
+
+
+def _net_names() -> list[NetName]:
+    return ["jenn", "felu_net"]
+
+
+def _base_model_names() -> list[BaseModelName]:
+    return ["lightgbm", "jenn", "felu_net"]
+
+
+def _profiles() -> list[Profile]:
+    return ["full", "serving"]
+
 
 class Section(BaseModel):
     """Base of every config section: unknown keys are errors, assignments are validated."""
@@ -58,7 +74,7 @@ class DataConfig(Section):
 
 
 class FeaturesConfig(Section):
-    profile: Literal["full", "serving"] = "full"
+    profile: Profile = "full"
     svd_song_k: int = Field(48, ge=1)
     svd_artist_k: int = Field(16, ge=1)
     windows: list[int] = Field(default_factory=lambda: [10, 25, 500, 5000, 10000, 50000])
@@ -77,7 +93,7 @@ class EvaluationConfig(Section):
 class GbdtConfig(Section):
     backend: Literal["barrier", "synapseml"] = "barrier"
     preset: Literal["fast", "thesis"] = "fast"
-    profile: Literal["full", "serving"] = "full"
+    profile: Profile = "full"
     num_tasks: int = Field(2, ge=1)
     tree_learner: Literal["data", "voting"] = "data"
     num_boost_round: int | None = Field(None, ge=1)
@@ -88,9 +104,9 @@ class GbdtConfig(Section):
 
 
 class NetsConfig(Section):
-    models: list[Literal["jenn", "felu_net"]] = Field(default_factory=lambda: ["jenn", "felu_net"])
+    models: list[NetName] = Field(default_factory=_net_names)
     preset: Literal["fast", "thesis"] = "fast"
-    profile: Literal["full", "serving"] = "full"
+    profile: Profile = "full"
     num_processes: int = Field(2, ge=1)
     use_gpu: bool = False
     local_mode: bool = True
@@ -115,11 +131,9 @@ class StackConfig(Section):
     class_weight: Literal["balanced", "none"] = "balanced"
     max_iter: int = Field(500, ge=1)
     # base models whose holdout logits the stack combines (those without predictions are left out)
-    models: list[Literal["lightgbm", "jenn", "felu_net"]] = Field(
-        default_factory=lambda: ["lightgbm", "jenn", "felu_net"]
-    )
+    models: list[BaseModelName] = Field(default_factory=_base_model_names)
     # profile of the base models' predictions; None = scoring.profile (the stack is what scores)
-    profile: Literal["full", "serving"] | None = None
+    profile: Profile | None = None
     # the calib rows brought to the driver for the fit are a seeded sample of at most this many
     max_calib_rows: int = Field(1_000_000, ge=10)
     seed: int = 42
@@ -180,7 +194,7 @@ class ScoringConfig(Section):
 class PipelineConfig(Section):
     generate: bool = True
     # feature and training stages run once per profile; scoring uses scoring.profile
-    profiles: list[Literal["full", "serving"]] = Field(default_factory=lambda: ["full", "serving"])
+    profiles: list[Profile] = Field(default_factory=_profiles)
     stages: list[str] = Field(
         default_factory=lambda: [
             "generate",

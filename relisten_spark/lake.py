@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
-from deltalake.transaction import AddAction, create_table_with_add_actions
+from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
@@ -219,56 +219,19 @@ def _write_fallback(
     replace_where: Mapping[str, Any] | None,
     options: Mapping[str, str],
 ) -> int:
-    root = _local(path).rstrip("/")
-    if "://" in root or root.startswith(("dbfs:", "s3:", "abfss:", "gs:", "hdfs:")):
-        raise LakeError(
-            f"cannot write {path}: without the Delta Spark extension tables must live on a local or "
-            "mounted path (add delta-spark to the session for remote storage)"
-        )
+    """Spark writes Parquet into a staging folder, the files move into place, one ``deltalake``
+    commit makes them the next version."""
+    root = _local_root(path)
     table = DeltaTable(root) if exists(root) else None
     if table is not None and (mode == "append" or replace_where):
-        current = from_arrow_schema(pa.schema(table.schema().to_arrow()))
-        _check_schema(current, df.schema, path)
+        _check_schema(from_arrow_schema(pa.schema(table.schema().to_arrow())), df.schema, path)
     if replace_where and table is None:
         replace_where = None  # the first write of a partitioned table simply creates it
         mode = "overwrite"
     if replace_where:
         df = _guard_partition(df, replace_where)
-
-    write_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
-    staging = os.path.join(root, _STAGING, write_id)
-    try:
-        writer = df.write.mode("error").options(**options)
-        if partition_by:
-            writer = writer.partitionBy(*partition_by)
-        writer.parquet(staging)
-        actions = _place_files(staging, root, write_id, partition_by)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        _remove_if_empty(os.path.join(root, _STAGING))
-
-    arrow_schema = to_arrow_schema(df.schema)
-    if table is None or (mode == "overwrite" and not replace_where):
-        create_table_with_add_actions(
-            root,
-            _delta_schema(arrow_schema),
-            actions,
-            mode="error" if table is None else "overwrite",
-            partition_by=partition_by or None,
-        )
-    elif replace_where:
-        filters = [(k, "=", _partition_str(v)) for k, v in replace_where.items()]
-        table.create_write_transaction(
-            actions,
-            mode="overwrite",
-            schema=arrow_schema,
-            partition_by=partition_by or None,
-            partition_filters=filters,
-        )
-    else:
-        table.create_write_transaction(
-            actions, mode="append", schema=arrow_schema, partition_by=partition_by or None
-        )
+    actions = _stage_files(df, root, partition_by, options)
+    _commit(root, table, actions, to_arrow_schema(df.schema), mode, partition_by, replace_where)
     new_version = version(root)
     log.info(
         "wrote %s version %d (%d files, mode=%s%s)",
@@ -279,6 +242,71 @@ def _write_fallback(
         f", replace_where={dict(replace_where)}" if replace_where else "",
     )
     return new_version
+
+
+def _local_root(path: str) -> str:
+    """The table folder of ``path``; remote storage needs the Delta Spark extension."""
+    root = _local(path).rstrip("/")
+    if "://" in root or root.startswith(("dbfs:", "s3:", "abfss:", "gs:", "hdfs:")):
+        raise LakeError(
+            f"cannot write {path}: without the Delta Spark extension tables must live on a local or "
+            "mounted path (add delta-spark to the session for remote storage)"
+        )
+    return root
+
+
+def _stage_files(
+    df: DataFrame, root: str, partition_by: list[str], options: Mapping[str, str]
+) -> list[AddAction]:
+    """Write ``df`` as Parquet under ``<root>/_staging/<write id>``, move the files to their
+    Hive-style place under ``root`` and return their add actions (not committed yet)."""
+    write_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    staging = os.path.join(root, _STAGING, write_id)
+    try:
+        writer = df.write.mode("error").options(**options)
+        if partition_by:
+            writer = writer.partitionBy(*partition_by)
+        writer.parquet(staging)
+        return _place_files(staging, root, write_id, partition_by)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        _remove_if_empty(os.path.join(root, _STAGING))
+
+
+def _commit(
+    root: str,
+    table: DeltaTable | None,
+    actions: list[AddAction],
+    arrow_schema: pa.Schema,
+    mode: WriteMode,
+    partition_by: list[str],
+    replace_where: Mapping[str, Any] | None,
+) -> None:
+    """Commit ``actions`` as one transaction: create or overwrite the table, replace the
+    ``replace_where`` partitions, or append."""
+    if table is None or (mode == "overwrite" and not replace_where):
+        create_table_with_add_actions(
+            root,
+            _delta_schema(arrow_schema),
+            actions,
+            mode="error" if table is None else "overwrite",
+            partition_by=partition_by or None,
+        )
+        return
+    changes: list[AddAction | RemoveAction] = list(actions)
+    if replace_where:
+        filters = [(k, "=", _partition_str(v)) for k, v in replace_where.items()]
+        table.create_write_transaction(
+            changes,
+            mode="overwrite",
+            schema=arrow_schema,
+            partition_by=partition_by or None,
+            partition_filters=filters,
+        )
+    else:
+        table.create_write_transaction(
+            changes, mode="append", schema=arrow_schema, partition_by=partition_by or None
+        )
 
 
 def _delta_schema(arrow_schema: pa.Schema) -> Any:

@@ -144,7 +144,7 @@ def binary_metrics(
         _ratio(tp, tp + fn).alias("recall"),
         _ratio(2 * tp, 2 * tp + fp + fn).alias("f1"),
     )
-    long = wide.unpivot(g, list(METRIC_NAMES), "metric", "value").select(
+    long = wide.unpivot(tuple(g), METRIC_NAMES, "metric", "value").select(
         *g, "metric", F.col("value").cast("double").alias("value")
     )
     return long if group_cols else long.drop(_ALL)

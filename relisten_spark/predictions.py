@@ -1,14 +1,18 @@
-"""Holdout predictions of every model, in one table: ``gold.predictions``.
+"""Holdout predictions of every model, in one table: ``gold.predictions`` (schemas.PREDICTIONS),
+partitioned by ``(model, profile)``.
 
-Written by the training stages, read by the stack and by evaluation."""
+Written by ``train-gbdt`` (lightgbm), ``train-nets`` (jenn, felu_net), ``train-stack`` (stack) and
+``evaluate`` (the popularity baseline); read by ``train-stack`` (its base models' logits) and by
+``evaluate`` (metrics and the report)."""
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from relisten_spark import lake
+from relisten_spark import lake, schemas
 from relisten_spark.config import Config
+from relisten_spark.runtime import LOGIT_EPS
 
 
 def predictions_path(cfg: Config) -> str:
@@ -27,24 +31,18 @@ def write_predictions(
     """Replace the ``(model, profile)`` partition of gold.predictions with ``preds``.
 
     ``preds``: ``[idx, msno, song_id, eval_split, split_mode, target, score]`` with ``score``
-    the predicted probability; ``logit`` is derived (clipped to avoid infinities).
+    the predicted probability; ``logit`` is derived from it, clipped to ``[LOGIT_EPS, 1 - LOGIT_EPS]``.
     """
-    eps = 1e-7
-    clipped = F.least(F.greatest(F.col("score"), F.lit(eps)), F.lit(1 - eps))
-    out = preds.select(
-        F.lit(run_id).alias("run_id"),
-        F.lit(model).alias("model"),
-        F.lit(model_version).alias("model_version"),
-        F.lit(profile).alias("profile"),
-        F.col("split_mode").cast("string"),
-        F.col("eval_split").cast("string"),
-        F.col("idx").cast("long"),
-        F.col("msno").cast("string"),
-        F.col("song_id").cast("string"),
-        F.col("target").cast("int"),
-        F.col("score").cast("double"),
-        F.log(clipped / (1 - clipped)).alias("logit"),
-    )
+    clipped = F.least(F.greatest(F.col("score"), F.lit(LOGIT_EPS)), F.lit(1 - LOGIT_EPS))
+    derived: dict[str, Column] = {
+        "run_id": F.lit(run_id),
+        "model": F.lit(model),
+        "model_version": F.lit(model_version),
+        "profile": F.lit(profile),
+        "logit": F.log(clipped / (1 - clipped)),
+    }
+    fields = schemas.PREDICTIONS.fields
+    out = preds.select(*[derived.get(f.name, F.col(f.name)).cast(f.dataType).alias(f.name) for f in fields])
     return lake.write(
         spark,
         out,
@@ -57,6 +55,6 @@ def write_predictions(
 def read_predictions(
     spark: SparkSession, cfg: Config, model: str | None = None, profile: str | None = None
 ) -> DataFrame:
-    """Current holdout predictions, optionally of one model and/or profile."""
+    """Current holdout predictions (schemas.PREDICTIONS), optionally of one model and/or profile."""
     where = {k: v for k, v in {"model": model, "profile": profile}.items() if v is not None}
     return lake.read(spark, predictions_path(cfg), where=where or None)

@@ -1,4 +1,9 @@
-"""``gold.runs``: one row per job run (config hash, input versions, row counts, timings)."""
+"""Run ids, and ``gold.runs`` (schemas.RUNS): one row per stage run (config hash, model and input
+versions, row counts, timings, outcome).
+
+Every stage names its outputs' run with :func:`new_run_id`. gold.runs is written (appended) by
+the command line (``relisten_spark.cli``) after each stage, from the stage's summary; it is read by
+people and monitoring (a Delta table to query), not by another stage."""
 
 from __future__ import annotations
 

@@ -73,7 +73,9 @@ def has_delta_extension(spark: SparkSession) -> bool:
     if DELTA_EXTENSION not in extensions:
         return False
     try:
-        jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
+        jvm = spark.sparkContext._jvm
+        if jvm is None:
+            return False
         jvm.java.lang.Class.forName(DELTA_EXTENSION)
     except Exception:
         return False

@@ -27,7 +27,8 @@ def holdout_bounds(train_rows: int, holdout_fraction: float) -> tuple[int, int]:
 
 def _train_positions(df: DataFrame) -> tuple[int, int]:
     """(number of train rows, smallest train idx); train idx are dense from the smallest."""
-    row = df.where(F.col("split") == "train").agg(F.count("*").alias("n"), F.min("idx").alias("lo")).first()
+    train = df.where(F.col("split") == "train")
+    [row] = train.agg(F.count("*").alias("n"), F.min("idx").alias("lo")).collect()  # a global aggregate
     return int(row["n"]), int(row["lo"] or 0)
 
 

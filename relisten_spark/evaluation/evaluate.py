@@ -1,11 +1,14 @@
 """``relisten evaluate``: metrics of every model's holdout predictions into ``gold.metrics``,
 and the HTML report of them (:mod:`~relisten_spark.evaluation.report`) under the lake.
 
-For every ``(model, profile, split_mode)`` in gold.predictions and each of its ``calib`` and
-``eval`` parts, the metrics of :mod:`relisten_spark.metrics` (``split_mode`` says
-``time``, the protocol of SPEC.md, or ``random``, the thesis-style split that exists only to
-reproduce its figures). On synthetic data with a ``truth.csv`` each group also gets
-``oracle_roc_auc``, the AUC of the true probabilities on the same rows.
+First the popularity baseline (:mod:`relisten_spark.models.baseline`) is trained on
+silver.features for every profile that gold.predictions holds another model of, and its
+predictions replace the baseline's rows there: every model is compared with it, whichever
+training stages ran. Then, for every ``(model, profile, split_mode)`` in gold.predictions and
+each of its ``calib`` and ``eval`` parts, the metrics of :mod:`relisten_spark.metrics`
+(``split_mode`` says ``time``, the protocol of SPEC.md, or ``random``, the thesis-style split
+that exists only to reproduce its figures). On synthetic data with a ``truth.csv`` each group
+also gets ``oracle_roc_auc``, the AUC of the true probabilities on the same rows.
 
 gold.predictions holds the latest predictions of each model and profile, so each run
 overwrites gold.metrics as a whole with the metrics of all of them under one ``run_id``: a
@@ -25,8 +28,10 @@ from relisten_spark.config import Config
 from relisten_spark.errors import InputError
 from relisten_spark.evaluation import oracle, report
 from relisten_spark.metrics import binary_metrics
+from relisten_spark.models.baseline import train_baseline
 from relisten_spark.predictions import predictions_path, read_predictions
 from relisten_spark.runs import new_run_id
+from relisten_spark.runtime import POPULARITY
 
 log = logging.getLogger(__name__)
 
@@ -38,18 +43,25 @@ def metrics_path(cfg: Config) -> str:
     return lake.table_path(cfg.lake.root, "gold", "metrics")
 
 
+def model_profiles(spark: SparkSession, cfg: Config) -> list[str]:
+    """The profiles gold.predictions holds a model other than the baseline of."""
+    models = read_predictions(spark, cfg).where(F.col("model") != POPULARITY)
+    return sorted(r["profile"] for r in models.select("profile").distinct().collect())  # a few profiles
+
+
 def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     """Compute and write gold.metrics; return a summary with the eval metrics per model/profile."""
     source = predictions_path(cfg)
     if not lake.exists(source):
-        raise InputError(f"no predictions at {source} (run `relisten train-gbdt` first)")
+        raise InputError(f"no predictions at {source} (run train-gbdt or train-nets first)")
+    run_id = new_run_id("evaluate")
+    baseline = train_baseline(spark, cfg, model_profiles(spark, cfg), run_id)
     preds = read_predictions(spark, cfg).where(F.col("eval_split").isin("calib", "eval"))
     metrics = binary_metrics(preds, GROUPS)
     with_oracle = oracle.truth_available(cfg)
     if with_oracle:
         truth = oracle.read_truth(spark, oracle.truth_path(cfg))
         metrics = metrics.unionByName(oracle.oracle_metrics(truth, preds, GROUPS))
-    run_id = new_run_id("evaluate")
     out = metrics.select(
         *[
             (F.lit(run_id) if f.name == "run_id" else F.col("eval_split" if f.name == "split" else f.name))
@@ -77,6 +89,7 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
         "run_id": run_id,
         "metrics_version": version,
         "models": len(evaluated),
+        "model_versions": {f"{POPULARITY}/{profile}": v for profile, v in baseline.items()},
         "oracle": with_oracle,
         "eval": evaluated,
         "report": page,

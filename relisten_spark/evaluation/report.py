@@ -35,15 +35,14 @@ from pyspark.sql import functions as F
 from relisten_spark import lake
 from relisten_spark.config import Config
 from relisten_spark.errors import InputError
+from relisten_spark.evaluation.oracle import ORACLE_METRIC
 from relisten_spark.metrics import calibration_curve, roc_curve
 from relisten_spark.models import registry
 from relisten_spark.predictions import predictions_path
+from relisten_spark.runtime import FELU_NET, JENN, LIGHTGBM, LIGHTGBM_MODEL_FILE, NET_NAMES, POPULARITY, STACK
 
 log = logging.getLogger(__name__)
 
-NET_MODELS = ("jenn", "felu_net")
-STACK = "stack"
-ORACLE_METRIC = "oracle_roc_auc"
 COLUMNS = [
     ("roc_auc", "ROC-AUC"),
     ("pr_auc", "PR-AUC"),
@@ -55,7 +54,7 @@ COLUMNS = [
     (ORACLE_METRIC, "oracle ROC-AUC"),
 ]
 # thesis Tables 2, 8 and 10 (ROC-AUC), for reference only
-THESIS_ROC_AUC = {"lightgbm": 0.824, "jenn": 0.839, "felu_net": 0.825, STACK: 0.8449}
+THESIS_ROC_AUC = {LIGHTGBM: 0.824, JENN: 0.839, FELU_NET: 0.825, STACK: 0.8449}
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 TOP_FEATURES = 25
 REPORT_SPLIT = "eval"
@@ -74,7 +73,7 @@ def load_metrics(spark: SparkSession, cfg: Config, run_id: str | None) -> pd.Dat
     df = lake.read(spark, path)
     if run_id is not None:
         df = df.where(F.col("run_id") == run_id)
-    metrics = df.toPandas()  # a few rows per model: bounded by models x splits x metrics
+    metrics: pd.DataFrame = df.toPandas()  # a few rows per model: bounded by models x splits x metrics
     if metrics.empty:
         raise InputError(f"gold.metrics has no rows{f' of run {run_id}' if run_id else ''}")
     keys = ["model", "profile", "split_mode", "split", "metric"]
@@ -100,7 +99,7 @@ def load_importance(spark: SparkSession, cfg: Config) -> dict[str, pd.DataFrame]
     if not lake.exists(path):
         return {}
     versions = (
-        lake.read(spark, path, where={"model": "lightgbm"})
+        lake.read(spark, path, where={"model": LIGHTGBM})
         .select("profile", "model_version")
         .distinct()
         .collect()
@@ -108,13 +107,13 @@ def load_importance(spark: SparkSession, cfg: Config) -> dict[str, pd.DataFrame]
     out: dict[str, pd.DataFrame] = {}
     for row in sorted(versions, key=lambda r: (r["profile"], r["model_version"])):
         try:
-            folder = registry.resolve(cfg.models.root, "lightgbm", row["model_version"])
+            folder = registry.resolve(cfg.models.root, LIGHTGBM, row["model_version"])
         except InputError as exc:
             log.warning("report: no feature importance for lightgbm %s: %s", row["model_version"], exc)
             continue
         import lightgbm
 
-        booster = lightgbm.Booster(model_file=str(folder / "model.txt"))
+        booster = lightgbm.Booster(model_file=str(folder / LIGHTGBM_MODEL_FILE))
         gain = pd.DataFrame(
             {"feature": booster.feature_name(), "gain": booster.feature_importance(importance_type="gain")}
         )
@@ -167,8 +166,8 @@ def thesis_tables(part: pd.DataFrame) -> str:
     columns = _columns(part)
     headers = ["model", *[label for _, label in columns], "thesis ROC-AUC"]
     models = sorted(part["model"].unique())
-    tabular = [m for m in models if m not in NET_MODELS and m != STACK]
-    nets = [m for m in NET_MODELS if m in models]
+    tabular = [m for m in models if m not in NET_NAMES and m != STACK]
+    nets = [m for m in NET_NAMES if m in models]
     html_parts = [
         _table(
             headers,
@@ -177,7 +176,7 @@ def thesis_tables(part: pd.DataFrame) -> str:
         ),
         _table(headers, _model_rows(part, nets, columns), "Table 8 layout: neural networks"),
     ]
-    singles = [m for m in models if m != STACK and m != "popularity" and _auc(part, m) == _auc(part, m)]
+    singles = [m for m in models if m not in (STACK, POPULARITY) and _auc(part, m) == _auc(part, m)]
     if STACK in models and singles:
         best = max(singles, key=lambda m: _auc(part, m))
         rows = _model_rows(part, [best, STACK], columns)
@@ -185,7 +184,7 @@ def thesis_tables(part: pd.DataFrame) -> str:
         for (metric, _), s, b in zip(columns, rows[1][1:-1], rows[0][1:-1], strict=True):
             same_rows = metric == ORACLE_METRIC  # a property of the rows, not of the models
             gain.append(s - b if isinstance(s, float) and isinstance(b, float) and not same_rows else None)
-        gain.append(THESIS_ROC_AUC[STACK] - THESIS_ROC_AUC["jenn"])  # the thesis's best single: JENN
+        gain.append(THESIS_ROC_AUC[STACK] - THESIS_ROC_AUC[JENN])  # the thesis's best single: JENN
         rows[0][0] = f"{best} (best single model)"
         html_parts.append(
             _table(headers, [*rows, gain], "Table 10 layout: the ensemble against the best single model")
@@ -251,10 +250,8 @@ def svg_lines(
         parts.append(f'<polyline points="{coords}" fill="none" stroke="{color}" stroke-width="1.8">'
                      f"<title>{html.escape(name)}</title></polyline>")  # fmt: skip
         if markers:
-            parts += [
-                '<circle cx="{:.1f}" cy="{:.1f}" r="2.5" fill="{}"/>'.format(*_xy(x, y), color)
-                for x, y in points
-            ]
+            centres = [_xy(x, y) for x, y in points]
+            parts += [f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="2.5" fill="{color}"/>' for cx, cy in centres]
     parts += _legend(list(series))
     return _svg(_W, _H, parts)
 

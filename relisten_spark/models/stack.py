@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from sklearn.linear_model import LogisticRegression
@@ -40,11 +41,10 @@ from relisten_spark.metrics import binary_metrics
 from relisten_spark.models import registry
 from relisten_spark.predictions import predictions_path, read_predictions, write_predictions
 from relisten_spark.runs import new_run_id
+from relisten_spark.runtime import STACK, STACK_WEIGHTS_FILE
 
 log = logging.getLogger(__name__)
 
-NAME = "stack"
-WEIGHTS_FILE = "stack.json"
 KEYS = ("idx", "msno", "song_id", "eval_split", "split_mode", "target")
 REPORTED_SPLITS = ("calib", "eval", "test")
 
@@ -118,7 +118,7 @@ def calib_sample(
     if total > max_rows:
         calib = calib.sample(withReplacement=False, fraction=min(1.0, 1.05 * max_rows / total), seed=seed)
         calib = calib.limit(max_rows)
-    pdf = calib.toPandas()
+    pdf: pd.DataFrame = calib.toPandas()  # at most max_rows x (models + 1) values
     return pdf[cols].to_numpy(dtype=np.float64), pdf["target"].to_numpy(dtype=np.int64), total
 
 
@@ -193,21 +193,21 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
 
     def write(folder: Path) -> None:
         payload = {"base_models": versions, "weights": weights, "intercept": intercept}
-        (folder / WEIGHTS_FILE).write_text(json.dumps(payload, indent=2, sort_keys=True))
+        (folder / STACK_WEIGHTS_FILE).write_text(json.dumps(payload, indent=2, sort_keys=True))
 
-    version = registry.save_model(cfg.models.root, NAME, write, metadata)
+    version = registry.save_model(cfg.models.root, STACK, write, metadata)
     logit = stack_logit(weights, intercept)
     out = frame.where(F.col("eval_split").isin(*REPORTED_SPLITS)).select(
         *KEYS, (F.lit(1.0) / (F.lit(1.0) + F.exp(-logit))).alias("score")
     )
-    write_predictions(spark, cfg, out, NAME, version, profile, run_id)
-    auc = eval_auc(spark, cfg, profile, [*models, NAME])
+    write_predictions(spark, cfg, out, STACK, version, profile, run_id)
+    auc = eval_auc(spark, cfg, profile, [*models, STACK])
     best = max((m for m in models if m in auc), key=lambda m: auc[m], default=None)
     return {
         "run_id": run_id,
         "profile": profile,
         "version": version,
-        "model_versions": {**versions, NAME: version},
+        "model_versions": {**versions, STACK: version},
         "missing_models": missing,
         "weights": {m: f"{w:.4f}" for m, w in weights.items()},
         "intercept": f"{intercept:.4f}",

@@ -115,7 +115,7 @@ def candidate_pool(
     else:
         short = short.withColumn("_h", F.lit(0))
     short = short.select("msno", (F.lit(k) + F.col("_near") + F.col("_h")).alias("_limit"))
-    longest = short.agg(F.max("_limit")).first()[0]  # one number: how deep any user must look
+    [(longest,)] = short.agg(F.max("_limit")).collect()  # one number: how deep any user must look
     popular = candidates.popular_songs(plays, catalog, int(longest or 0)).join(catalog, "song_id")
     fill = short.join(F.broadcast(popular), F.col("pop_rank") <= F.col("_limit"))
     if surface.exclude_heard:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from sklearn import metrics as skm
 
@@ -13,7 +14,10 @@ from relisten_spark import lake
 from relisten_spark.errors import InputError
 from relisten_spark.evaluation import evaluate
 from relisten_spark.metrics import METRIC_NAMES
-from relisten_spark.predictions import write_predictions
+from relisten_spark.models.baseline import popularity_scores
+from relisten_spark.models.feature_inputs import features_path
+from relisten_spark.predictions import read_predictions, write_predictions
+from relisten_spark.splits import assign_eval_split
 
 pytestmark = pytest.mark.spark
 
@@ -116,3 +120,53 @@ def test_no_oracle_on_kkbox_data_and_missing_predictions(spark, tmp_lake):
     evaluate.run(spark, kkbox)
     metrics = {r["metric"] for r in lake.read(spark, evaluate.metrics_path(kkbox)).collect()}
     assert metrics == set(METRIC_NAMES)
+
+
+FEATURE_SCHEMA = "idx long, msno string, song_id string, split string, target int, profile string"
+
+
+def _features(spark, cfg) -> None:
+    """silver.features keys of one profile: 100 train rows over songs of unequal popularity and
+    repeat rate, then 20 test rows."""
+    rng = np.random.default_rng(5)
+    songs = rng.choice(8, 120, p=np.arange(8, 0, -1) / 36)
+    target = (rng.random(120) < 0.2 + 0.08 * (7 - songs)).astype(int)
+    rows = [
+        (i, f"u{i % 7}", f"s{songs[i]}", "train" if i < 100 else "test", int(target[i]) if i < 100 else None)
+        for i in range(120)
+    ]
+    df = spark.createDataFrame([(*r, "serving") for r in rows], FEATURE_SCHEMA)
+    lake.write(spark, df, features_path(cfg), partition_by=["profile"], replace_where={"profile": "serving"})
+
+
+def test_evaluate_trains_the_baseline_beside_any_model(spark, tmp_lake):
+    """Only the nets trained (no train-gbdt): evaluate still compares them with the baseline."""
+    _features(spark, tmp_lake)
+    split = assign_eval_split(lake.read(spark, features_path(tmp_lake)), tmp_lake.evaluation)
+    jenn = split.where("eval_split != 'fit'").select(
+        "idx",
+        "msno",
+        "song_id",
+        "eval_split",
+        "split_mode",
+        "target",
+        (F.col("idx") % 10 / 10 + 0.05).alias("score"),
+    )
+    write_predictions(spark, tmp_lake, jenn, "jenn", "v1", "serving", "r1")
+
+    summary = evaluate.run(spark, tmp_lake)
+
+    assert summary["model_versions"] == {"popularity/serving": "features-v0"}
+    baseline = read_predictions(spark, tmp_lake, "popularity", "serving")
+    assert {(r["model_version"], r["run_id"]) for r in baseline.collect()} == {
+        ("features-v0", summary["run_id"])
+    }
+    expected = popularity_scores(split).toPandas()
+    metrics = lake.read(spark, evaluate.metrics_path(tmp_lake)).where("model = 'popularity'").toPandas()
+    assert set(metrics["profile"]) == {"serving"}
+    assert set(metrics["metric"]) == set(METRIC_NAMES)
+    for part in ("calib", "eval"):
+        rows = expected[expected["eval_split"] == part]
+        got = metrics[(metrics["split"] == part)].set_index("metric")["value"]
+        assert got["roc_auc"] == pytest.approx(skm.roc_auc_score(rows["target"], rows["score"]), abs=1e-12)
+        assert got["logloss"] == pytest.approx(skm.log_loss(rows["target"], rows["score"]), abs=1e-12)

@@ -12,6 +12,7 @@ from sklearn.linear_model import LogisticRegression
 from relisten_spark.errors import InputError
 from relisten_spark.models import registry, stack
 from relisten_spark.predictions import read_predictions, write_predictions
+from relisten_spark.runtime import STACK_WEIGHTS_FILE
 
 pytestmark = pytest.mark.spark
 
@@ -73,7 +74,7 @@ def test_stack_fits_on_calib_and_predicts_calib_eval_test(spark, tmp_lake) -> No
     assert meta["base_models"] == dict.fromkeys(NOISE, "v1")
     assert meta["calib_rows"] == meta["calib_rows_used"] == 120
     folder = registry.resolve(tmp_lake.models.root, "stack")
-    assert json.loads((folder / stack.WEIGHTS_FILE).read_text())["weights"] == meta["weights"]
+    assert json.loads((folder / STACK_WEIGHTS_FILE).read_text())["weights"] == meta["weights"]
 
     preds = read_predictions(spark, tmp_lake, model="stack", profile="serving").orderBy("idx").toPandas()
     assert sorted(preds["eval_split"].unique()) == ["calib", "eval", "test"]

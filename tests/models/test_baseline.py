@@ -7,7 +7,7 @@ import pytest
 from pyspark.sql import types as T
 from sklearn.linear_model import LogisticRegression
 
-from relisten_spark.models.popularity import calibration, popularity_scores, song_plays
+from relisten_spark.models.baseline import calibration, popularity_scores, song_plays
 
 pytestmark = pytest.mark.spark
 

@@ -9,23 +9,31 @@ the fit rows by ``(round(log1p(plays), 2), target)``, a table of at most a few t
 whatever the data size (``log1p`` of any play count is below 25), and the driver fits the
 regression on it with the row counts as weights.
 
-It is written to gold.predictions as model ``popularity`` for ``calib``, ``eval`` and
-``test`` rows, next to the model it is compared with; its version is the silver.features
+``relisten evaluate`` trains it (:func:`train_baseline`) for every profile it evaluates, so every
+model is compared with it whichever stages ran. It is written to gold.predictions as model
+``popularity`` for ``calib``, ``eval`` and ``test`` rows; its version is the silver.features
 version it was counted on.
 """
 
 from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
 
 import numpy as np
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from sklearn.linear_model import LogisticRegression
 
+from relisten_spark import lake
 from relisten_spark.config import Config
 from relisten_spark.errors import InputError
+from relisten_spark.models.feature_inputs import features_path
 from relisten_spark.predictions import write_predictions
+from relisten_spark.runtime import POPULARITY
+from relisten_spark.splits import assign_eval_split
 
-MODEL_NAME = "popularity"
+log = logging.getLogger(__name__)
 
 
 def song_plays(split: DataFrame) -> DataFrame:
@@ -76,10 +84,24 @@ def popularity_scores(split: DataFrame) -> DataFrame:
     )
 
 
-def run_baseline(
-    spark: SparkSession, cfg: Config, split: DataFrame, profile: str, run_id: str, features_version: int
-) -> str:
-    """Write the baseline's predictions for ``profile`` to gold.predictions; returns its version."""
-    version = f"features-v{features_version}"
-    write_predictions(spark, cfg, popularity_scores(split), MODEL_NAME, version, profile, run_id)
-    return version
+def train_baseline(spark: SparkSession, cfg: Config, profiles: Iterable[str], run_id: str) -> dict[str, str]:
+    """Replace the baseline's gold.predictions rows of each of ``profiles`` found in silver.features,
+    split by ``cfg.evaluation`` as the trainers split it; returns ``{profile: baseline version}``.
+
+    Profiles that silver.features does not hold (or no silver.features at all) are skipped with a
+    warning: their models are evaluated without a baseline.
+    """
+    path = features_path(cfg)
+    if not lake.exists(path):
+        log.warning("no features table at %s: the popularity baseline is not trained", path)
+        return {}
+    version = f"features-v{lake.version(path)}"
+    trained: dict[str, str] = {}
+    for profile in sorted(set(profiles)):
+        if not lake.file_uris(path, where={"profile": profile}):
+            log.warning("silver.features has no profile '%s': no popularity baseline for it", profile)
+            continue
+        split = assign_eval_split(lake.read(spark, path, where={"profile": profile}), cfg.evaluation)
+        write_predictions(spark, cfg, popularity_scores(split), POPULARITY, version, profile, run_id)
+        trained[profile] = version
+    return trained
