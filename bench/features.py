@@ -26,7 +26,7 @@ from peak_memory import PeakMemory
 
 from relisten_spark.config import load_config
 from relisten_spark.data import kkbox
-from relisten_spark.data.synthetic import generate
+from relisten_spark.data.synthetic.generator import generate
 from relisten_spark.features import build
 from relisten_spark.session import build_session
 

@@ -5,8 +5,8 @@
 
 Prepares what scoring needs under ``--root`` when it is not there yet (each step is skipped when
 its output exists, so a second run times scoring only): synthetic data, ingest, the serving
-feature profile (for the SVD factor tables), LightGBM (fast preset, serving profile), the nets
-with ``--nets``, and the stack. Then runs `relisten score` once and prints:
+feature profile (its rows, SVD factor tables and label encoders), LightGBM (fast preset, serving
+profile), the nets with ``--nets``, and the stack. Then runs `relisten score` once and prints:
 
 * wall time and scored (user, candidate, surface) pairs per second;
 * peak resident memory of the driver JVM and the Python workers together (sampled every 0.5 s);
@@ -36,6 +36,7 @@ from peak_memory import PeakMemory
 from relisten_spark import lake
 from relisten_spark.cli import run_command
 from relisten_spark.config import Config, load_config
+from relisten_spark.features import label_codes
 from relisten_spark.models import registry
 
 FULL = {"users": 34_403, "songs": 419_839, "events": 9_934_208}
@@ -73,7 +74,7 @@ def prepare(cfg: Config, with_nets: bool) -> None:
     steps = [
         ("generate", (Path(cfg.data.raw_dir) / "train.csv").is_file()),
         ("ingest", lake.exists(lake.table_path(root, "bronze", "events"))),
-        ("features", lake.exists(lake.table_path(root, "silver", "svd_values"))),
+        ("features", lake.exists(lake.table_path(root, "silver", label_codes.TABLE))),
         ("train-gbdt", _has_model(cfg, "lightgbm")),
     ]
     if with_nets:

@@ -116,7 +116,10 @@ def apply_codes(df: DataFrame, codes: LabelCodes, column: str, out: str) -> Data
     ``out`` may equal ``column`` (the raw column is then replaced).
     """
     value, code = f"_v_{out}", f"_c_{out}"
-    lookup = F.broadcast(codes.mapping.select(F.col("value").alias(value), F.col("code").alias(code)))
+    dtype = df.schema[column].dataType  # saved encoders (silver.label_codes) keep values as strings
+    lookup = F.broadcast(
+        codes.mapping.select(F.col("value").cast(dtype).alias(value), F.col("code").alias(code))
+    )
     joined = df.join(lookup, df[column] == F.col(value), "left")
     others = [F.col(c) for c in df.columns if c != out]
     return joined.select(*others, code_column(F.col(column), F.col(code), codes).alias(out))
@@ -139,6 +142,12 @@ def fit_rows(profile: str, cutoff: int | None) -> Column:
     return (F.col("split") == "train") & (F.col("idx") < F.lit(cutoff))
 
 
+def flag_fit(keys: DataFrame, fit_ids: DataFrame, column: str) -> DataFrame:
+    """``keys`` + ``_fit`` (bool): the key's raw ``column`` value occurs in ``fit_ids``."""
+    marked = fit_ids.select(column).distinct().withColumn("_fit", F.lit(True))
+    return keys.join(F.broadcast(marked), column, "left").fillna(False, ["_fit"])
+
+
 # ---- events ---------------------------------------------------------------------------
 
 
@@ -152,6 +161,26 @@ class EventCodes:
 def fit_event_codes(events: DataFrame, fit: Column) -> EventCodes:
     """Fit the three source encoders on the fit rows of bronze ``events``."""
     return EventCodes(fit_many(events.where(fit), {c: [c] for c in SOURCE_COLUMNS}))
+
+
+def _source_triple() -> Column:
+    return (
+        F.col("source_system_tab").cast("long") * 10000
+        + F.col("source_screen_name").cast("long") * 100
+        + F.col("source_type").cast("long")
+    )
+
+
+def fit_source_codes(ev: DataFrame, fit: Column) -> LabelCodes:
+    """Fit the ``source`` encoder on the code triples of the fit rows of ``ev`` (encoded events)."""
+    return fit_codes(ev.where(fit).select(_source_triple().alias("_triple")), "_triple")
+
+
+def add_source(ev: DataFrame, codes: LabelCodes) -> DataFrame:
+    """``ev`` + ``source`` (int): the code of source_system_tab*10000 + source_screen_name*100 +
+    source_type (the source codes of the row). ROW."""
+    with_triple = ev.withColumn("_triple", _source_triple())
+    return apply_codes(with_triple, codes, "_triple", "source").drop("_triple")
 
 
 def encode_events(
@@ -195,7 +224,7 @@ def clean_bd(column: Column) -> Column:
     return F.when((column > 0) & (column < 75), column.cast("double"))
 
 
-_MEMBER_CODED = ("city", "gender", "registered_via")
+MEMBER_ENCODERS = ("msno_code", "city", "gender", "registered_via")
 
 
 @dataclass(frozen=True)
@@ -207,28 +236,40 @@ class MemberCodes:
     gender: LabelCodes
     registered_via: LabelCodes
 
+    def by_name(self) -> dict[str, LabelCodes]:
+        return {name: getattr(self, name) for name in MEMBER_ENCODERS}
 
-def member_table(users: DataFrame, members: DataFrame) -> tuple[DataFrame, MemberCodes]:
-    """One row per user key with the static member features.
 
-    ``users``: ``[msno (raw), _user int, _fit bool]`` (every user of the events; ``_fit`` = the
-    user has a fit row). ``members``: bronze members. Encoders (msno_code, city, gender,
-    registered_via) are fit on the members of fit users. Returns ``[_user, msno_code, city, bd,
+def _with_members(users: DataFrame, members: DataFrame) -> DataFrame:
+    return users.join(members.dropDuplicates(["msno"]), "msno", "left")
+
+
+def fit_member_codes(users: DataFrame, members: DataFrame) -> MemberCodes:
+    """Fit msno_code, city, gender and registered_via on the members of the fit users.
+
+    ``users``: ``[msno (raw), _fit bool, ...]`` (every user of the events; ``_fit`` = the user has
+    a fit row); ``members``: bronze members."""
+    fit_users = _with_members(users, members).where("_fit")
+    encoders = {"msno_code": ["msno"], **{c: [c] for c in MEMBER_ENCODERS[1:]}}
+    return MemberCodes(**fit_many(fit_users, encoders))
+
+
+def member_table(users: DataFrame, members: DataFrame, codes: MemberCodes) -> DataFrame:
+    """One row per user with the static member features.
+
+    ``users``: ``[msno (raw), (_user int)]``. Returns ``[msno, (_user), msno_code, city, bd,
     bd_missing, gender, registered_via, registration_init_time, expiration_date, duration]``;
     users absent from members get code 0 and null numbers.
     """
-    meta = members.dropDuplicates(["msno"])
-    table = users.join(meta, "msno", "left")
-    fitted = fit_many(table.where("_fit"), {"msno_code": ["msno"], **{c: [c] for c in _MEMBER_CODED}})
-    codes = MemberCodes(**fitted)
+    table = _with_members(users, members)
     table = apply_codes(table, codes.msno_code, "msno", "msno_code")
-    for column in ("city", "gender", "registered_via"):
+    for column in MEMBER_ENCODERS[1:]:
         table = apply_codes(table, getattr(codes, column), column, column)
     reg = yyyymmdd_to_epoch(F.col("registration_init_time"))
     exp = yyyymmdd_to_epoch(F.col("expiration_date"))
     bd = clean_bd(F.col("bd"))
-    out = table.select(
-        "_user",
+    return table.select(
+        *[c for c in ("msno", "_user") if c in users.columns],
         "msno_code",
         "city",
         bd.alias("bd"),
@@ -239,7 +280,6 @@ def member_table(users: DataFrame, members: DataFrame) -> tuple[DataFrame, Membe
         exp.alias("expiration_date"),
         (exp - reg).try_cast("int").alias("duration"),
     )
-    return out, codes
 
 
 # ---- songs ----------------------------------------------------------------------------
@@ -274,12 +314,12 @@ def parse_songs(songs: DataFrame) -> DataFrame:
     tokens = F.split(F.col("genre_ids"), r"\|")
     genre = [F.coalesce(F.try_element_at(tokens, F.lit(i + 1)).try_cast("int"), F.lit(0)) for i in range(3)]
     artist = F.col("artist_name")
-    artist_cnt = sum(substring_count(artist, s) for s in ARTIST_SEPARATORS) + 1
+    artist_cnt = sum((substring_count(artist, s) for s in ARTIST_SEPARATORS), F.lit(0)) + 1
 
     def credit_cnt(column: str) -> Column:
         text = F.col(column)
         return F.when(text.isNull(), F.lit(0)).otherwise(
-            sum(substring_count(text, s) for s in CREDIT_SEPARATORS) + 1
+            sum((substring_count(text, s) for s in CREDIT_SEPARATORS), F.lit(0)) + 1
         )
 
     return songs.dropDuplicates(["song_id"]).select(
@@ -305,6 +345,19 @@ def parse_songs(songs: DataFrame) -> DataFrame:
     )
 
 
+SONG_ENCODERS = ("song_code", "artist_name", "composer", "lyricist", "genre", "language", "cc", "xxx")
+# encoder -> raw column of the song rows (genre: the joint encoder of the three slots)
+_SONG_RAW = {
+    "artist_name": "artist_raw",
+    "composer": "composer_raw",
+    "lyricist": "lyricist_raw",
+    "language": "language_raw",
+    "cc": "cc_raw",
+    "xxx": "xxx_raw",
+}
+_GENRE_RAW = ("genre_1", "genre_2", "genre_3")
+
+
 @dataclass(frozen=True)
 class SongCodes:
     """Fitted encoders of the song table (genre is one joint encoder over the three slots)."""
@@ -318,6 +371,9 @@ class SongCodes:
     cc: LabelCodes
     xxx: LabelCodes
 
+    def by_name(self) -> dict[str, LabelCodes]:
+        return {name: getattr(self, name) for name in SONG_ENCODERS}
+
 
 # song-table key columns of the count families (hashes of the raw values, null = missing)
 COUNT_KEYS = {
@@ -328,42 +384,41 @@ COUNT_KEYS = {
 }
 
 
-def song_table(song_keys: DataFrame, songs: DataFrame, song_extra: DataFrame) -> tuple[DataFrame, SongCodes]:
-    """One row per song key with the static song features (steps 1, 3 and the step-7 flags).
-
-    ``song_keys``: ``[song_id (raw), _song int, _fit bool]`` (every song of the events).
-    Encoders are fit on the songs of the fit rows. Returns ``[_song, song_id (raw), song_code,
-    song_length, song_id_missing, first/second/third_genre_id, genre_id_cnt, artist_name,
-    artist_cnt, is_featured, composer, composer_cnt, lyricist, lyricist_cnt, language, cc, xxx,
-    yy, isrc_missing, _k_artist, _k_composer, _k_lyricist, _k_genre, _k_cc, _k_xxx]``.
-    ``_k_*`` are 64-bit hashes of the raw attribute (null when missing) used as count keys
-    (equality only; a collision among ~10^5 values has probability ~10^-9).
-    """
-    from relisten_spark.features.isrc import isrc_missing, parse_isrc
+def song_rows(song_keys: DataFrame, songs: DataFrame, song_extra: DataFrame) -> DataFrame:
+    """The parsed raw song attributes (steps 1 and 3, before encoding) of every song of
+    ``song_keys`` ``[song_id (raw), (_song int, _fit bool)]``, materialised (local checkpoint)."""
+    from relisten_spark.features.isrc import parse_isrc
 
     table = song_keys.join(parse_songs(songs), "song_id", "left").join(
         parse_isrc(song_extra), "song_id", "left"
     )
-    for slot in ("genre_1", "genre_2", "genre_3"):  # genre 0 ("no genre") is the missing code
+    for slot in _GENRE_RAW:  # genre 0 ("no genre") is the missing code
         table = table.withColumn(slot, F.when(F.col(slot) != 0, F.col(slot)))
-    table = table.localCheckpoint(eager=True)
-    raw = {
-        "artist_name": "artist_raw",
-        "composer": "composer_raw",
-        "lyricist": "lyricist_raw",
-        "language": "language_raw",
-        "cc": "cc_raw",
-        "xxx": "xxx_raw",
-    }
+    return table.localCheckpoint(eager=True)
+
+
+def fit_song_codes(rows: DataFrame) -> SongCodes:
+    """Fit the song encoders on the songs of the fit rows (``_fit``) of :func:`song_rows`."""
     fitted = fit_many(
-        table.where("_fit"),
-        {
-            "song_code": ["song_id"],
-            "genre": ["genre_1", "genre_2", "genre_3"],
-            **{k: [v] for k, v in raw.items()},
-        },
+        rows.where("_fit"),
+        {"song_code": ["song_id"], "genre": list(_GENRE_RAW), **{k: [v] for k, v in _SONG_RAW.items()}},
     )
-    codes = SongCodes(**fitted)
+    return SongCodes(**fitted)
+
+
+def song_table(rows: DataFrame, codes: SongCodes) -> DataFrame:
+    """One row per song of :func:`song_rows` with the static song features (steps 1, 3 and the
+    step-7 flags).
+
+    Returns ``[song_id (raw), (_song), song_code, song_length, song_id_missing,
+    first/second/third_genre_id, genre_id_cnt, artist_name, artist_cnt, is_featured, composer,
+    composer_cnt, lyricist, lyricist_cnt, language, cc, xxx, yy, isrc_missing, _k_artist,
+    _k_composer, _k_lyricist, _k_genre, _k_cc, _k_xxx]``. ``_k_*`` are 64-bit hashes of the raw
+    attribute (null when missing) used as count keys (equality only; a collision among ~10^5
+    values has probability ~10^-9).
+    """
+    from relisten_spark.features.isrc import isrc_missing
+
     key_columns = {
         "_k_artist": "artist_raw",
         "_k_composer": "composer_raw",
@@ -371,16 +426,15 @@ def song_table(song_keys: DataFrame, songs: DataFrame, song_extra: DataFrame) ->
         "_k_cc": "cc_raw",
         "_k_xxx": "xxx_raw",
     }
-    table = apply_codes(table, codes.song_code, "song_id", "song_code")
-    for out, column in raw.items():
+    table = apply_codes(rows, codes.song_code, "song_id", "song_code")
+    for out, column in _SONG_RAW.items():
         table = apply_codes(table, getattr(codes, out), column, out)
-    for slot, out in zip(("genre_1", "genre_2", "genre_3"), GENRE_SLOTS, strict=True):
+    for slot, out in zip(_GENRE_RAW, GENRE_SLOTS, strict=True):
         table = apply_codes(table, codes.genre, slot, out)
     for key, column in key_columns.items():
         table = table.withColumn(key, F.when(F.col(column).isNotNull(), F.xxhash64(column)))
-    out = table.select(
-        "_song",
-        "song_id",
+    return table.select(
+        *[c for c in ("song_id", "_song") if c in rows.columns],
         "song_code",
         "song_length",
         F.col("song_length").isNull().cast("int").alias("song_id_missing"),
@@ -405,4 +459,3 @@ def song_table(song_keys: DataFrame, songs: DataFrame, song_extra: DataFrame) ->
         "_k_cc",
         "_k_xxx",
     )
-    return out, codes

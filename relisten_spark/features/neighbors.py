@@ -1,29 +1,52 @@
-"""Previous / next event of the same user (FEATURES.md step 6).
+"""Previous / next event of the same user (FEATURES.md steps 6 and 9): its codes, the time gap
+to it, its song's columns (``before_X``, ``after_X``) and the same-type / same-artist flags.
 
 The previous event is taken with ``last`` over ``rangeBetween(unboundedPreceding, -1)`` rather
 than ``lag``: it is the same row when ``idx`` is unique, and rows tied at one ``idx`` (scoring
 events appended at one time) never see each other. The next event (``after_*``, FUTURE, full
 profile only) is ``lead(1)``, which assumes unique ``idx`` as the full profile has.
+
+State now (scoring): the previous event of an event appended after the log is the user's last
+event of the log (:func:`last_event_state`); :func:`previous_from_state` applies the same
+:func:`time_gap` and :func:`previous_or_own` to it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from relisten_spark.errors import InputError
-from relisten_spark.features.timeline import require_columns
+from relisten_spark.features.catalogue import neighbour_stems
+from relisten_spark.features.columns import earlier, require_columns, rows_before
+from relisten_spark.features.spec import Shape
 
 # Columns copied from the neighbouring event into before_<column> / after_<column>.
 COPIED = ("song_id", "source_type", "source_screen_name")
 _NEEDED = ["idx", "msno", "split", "timestamp", *COPIED]
+LAST = "_last_"  # prefix of the last-event state columns
+
+
+def neighbour_song_columns(side: str, shape: Shape) -> list[str]:
+    """The song columns of the previous / next song: the catalogue's ``<side>_<stem>`` stems, and
+    ``artist_name`` and ``song_code`` (the flags and the nets need them)."""
+    return [*neighbour_stems(side, shape), "artist_name", "song_code"]
+
+
+def time_gap(later: Column, sooner: Column) -> Column:
+    """The time-delta features' value: log1p of the gap in seconds (null without a neighbour)."""
+    return F.log1p(later - sooner)
+
+
+def previous_or_own(has_previous: Column, previous: Column, own: Column) -> Column:
+    """A neighbour copy: the neighbour's value, or the row's own without a neighbour."""
+    return F.when(has_previous, previous).otherwise(own)
 
 
 def _previous(column: str) -> Column:
-    earlier = Window.partitionBy("msno").orderBy("idx").rangeBetween(Window.unboundedPreceding, -1)
-    return F.last(column).over(earlier)
+    return F.last(column).over(earlier("msno"))
 
 
 def _next(column: str) -> Column:
@@ -32,9 +55,9 @@ def _next(column: str) -> Column:
 
 def _delta_columns(include_after: bool) -> list[tuple[Column, str]]:
     """(un-filled time delta, its name): log1p of the gap to the previous / next event."""
-    columns = [(F.log1p(F.col("timestamp") - _previous("timestamp")), "before_timestamp")]
+    columns = [(time_gap(F.col("timestamp"), _previous("timestamp")), "before_timestamp")]
     if include_after:
-        columns.append((F.log1p(_next("timestamp") - F.col("timestamp")), "after_timestamp"))
+        columns.append((time_gap(_next("timestamp"), F.col("timestamp")), "after_timestamp"))
     return columns
 
 
@@ -45,7 +68,7 @@ def neighbour_columns(include_after: bool) -> list[Column]:
     columns: list[Column] = []
     for side, pick in sides:
         exists = pick("idx").isNotNull()
-        columns += [F.when(exists, pick(col)).otherwise(F.col(col)).alias(f"{side}_{col}") for col in COPIED]
+        columns += [previous_or_own(exists, pick(col), F.col(col)).alias(f"{side}_{col}") for col in COPIED]
         columns.append(deltas[f"{side}_timestamp"].alias(f"{side}_timestamp"))
     return columns
 
@@ -114,8 +137,87 @@ def fit_timestamp_fill(ev: DataFrame, fit_mask: Column) -> dict[str, float]:
     require_columns(ev, ["idx", "msno", "timestamp"], "fit_timestamp_fill")
     (delta, name), *_ = _delta_columns(include_after=False)
     narrow = ev.select("msno", "idx", "timestamp", fit_mask.alias("_fit"))
-    deltas = narrow.select(F.col("_fit"), delta.alias(name)).where(F.col("_fit"))
-    row = deltas.agg(F.avg(name).alias(name)).first()
-    if row is None or row[name] is None:
-        raise InputError("fit_timestamp_fill: no fit row has an earlier event of its user")
-    return {name: float(row[name])}
+    return _mean_gap(narrow.select(F.col("_fit"), delta.alias(name)).where(F.col("_fit")))
+
+
+def stored_timestamp_fill(features: DataFrame, fit_mask: Column) -> dict[str, float]:
+    """The fill of :func:`fit_timestamp_fill` read back from the serving feature rows: the mean of
+    their ``before_timestamp`` over the fit rows with an earlier event (``msno_till_now_cnt > 0``),
+    where it is the un-filled gap."""
+    with_previous = features.where(fit_mask & (F.col("msno_till_now_cnt") > 0))
+    return _mean_gap(with_previous.select("before_timestamp"))
+
+
+def _mean_gap(gaps: DataFrame) -> dict[str, float]:
+    """``{"before_timestamp": mean}`` of ``gaps`` ``[before_timestamp]`` (nulls ignored)."""
+    row = gaps.agg(F.avg("before_timestamp").alias("before_timestamp")).first()
+    if row is None or row["before_timestamp"] is None:
+        raise InputError("the timestamp fill: no fit row has an earlier event of its user")
+    return {"before_timestamp": float(row["before_timestamp"])}
+
+
+def add_neighbor_values(rows: DataFrame, columns: Sequence[str], include_after: bool) -> DataFrame:
+    """``rows`` + ``before_<c>`` (and ``after_<c>``) for each per-row column ``c``: its value on
+    the user's previous (next) event; the first (last) event takes its own value.
+
+    ``rows``: ``[idx, msno, <columns> ...]``. The previous event is read with ``last`` over a range
+    frame ending at ``idx - 1`` (rows tied at one idx never see each other); the next with ``first``
+    over a frame starting at ``idx + 1`` (full profile only). Song columns that are one value per
+    song are joined on the neighbour's song key instead (the feature job's assembly).
+    """
+    before = earlier("msno")
+    later = Window.partitionBy("msno").orderBy("idx").rangeBetween(1, Window.unboundedFollowing)
+    has_prev = F.count(F.lit(1)).over(before) > 0
+    has_next = F.count(F.lit(1)).over(later) > 0
+    out = [previous_or_own(has_prev, F.last(c).over(before), F.col(c)).alias(f"before_{c}") for c in columns]
+    if include_after:
+        out += [
+            previous_or_own(has_next, F.first(c).over(later), F.col(c)).alias(f"after_{c}") for c in columns
+        ]
+    return rows.select("*", *out)
+
+
+def same_flag(left: Column, right: Column) -> Column:
+    """1.0 when the two codes are equal, else 0.0 (null codes compare unequal, never null)."""
+    return F.when(left == right, F.lit(1.0)).otherwise(F.lit(0.0))
+
+
+def flag_columns(include_after: bool) -> list[Column]:
+    """``before/after_type_same`` and ``before/after_artist_same`` over ``[source_type,
+    before_source_type, after_source_type, artist_name, before_artist_name, after_artist_name]``.
+
+    Unknown artists share code 0 and therefore compare equal, like the thesis's max+1 code.
+    """
+    sides = ["before", "after"] if include_after else ["before"]
+    out = [same_flag(F.col(f"{s}_source_type"), F.col("source_type")).alias(f"{s}_type_same") for s in sides]
+    out += [
+        same_flag(F.col(f"{s}_artist_name"), F.col("artist_name")).alias(f"{s}_artist_same") for s in sides
+    ]
+    return out
+
+
+def last_idx_state() -> Column:
+    """Aggregate of a ``groupBy`` of the user over the log: the idx of the user's last event."""
+    return F.max("idx").alias(f"{LAST}idx")
+
+
+def last_event_state(rows: DataFrame, per_user: DataFrame, columns: Sequence[str]) -> DataFrame:
+    """``[msno, _last_<c> ...]``: the ``columns`` of each user's last event in the log ``rows``,
+    found by its idx (``per_user``: ``[msno, _last_idx]``, :func:`last_idx_state`)."""
+    ends = per_user.select(F.col("msno").alias("_m"), F.col(f"{LAST}idx").alias("_i"))
+    is_last = (F.col("msno") == F.col("_m")) & (F.col("idx") == F.col("_i"))
+    last_rows = rows.join(F.broadcast(ends), is_last)
+    return last_rows.select("msno", *[F.col(c).alias(f"{LAST}{c}") for c in columns])
+
+
+def previous_from_state(now: Column, columns: Sequence[str], fill: Mapping[str, float]) -> dict[str, Column]:
+    """The previous-event columns of an event at time ``now`` appended after the log:
+    ``before_timestamp`` (filled with ``fill`` as the per-event form fills it) and ``before_<c>``
+    for each of ``columns``, from the user's :func:`last_event_state` (``_last_timestamp``,
+    ``_last_<c>``) and the row's own values."""
+    seen = rows_before("msno") > 0
+    gap = time_gap(now, F.col(f"{LAST}timestamp"))
+    out = {"before_timestamp": F.coalesce(gap, F.lit(float(fill["before_timestamp"])))}
+    for column in columns:
+        out[f"before_{column}"] = previous_or_own(seen, F.col(f"{LAST}{column}"), F.col(column))
+    return out

@@ -11,15 +11,20 @@ A missing K gives a null count (the intended meaning of the thesis's "code 0 -> 
 Full profile (BATCH): the song universe is every song of the counted rows and the counted rows are
 all train + test rows. Serving profile (cumulative): for the row at ``idx = i`` the counted rows are
 the rows with ``idx < i`` and the song universe is the songs first seen before ``i``.
+
+State now (scoring, an event appended after the log): the song counts are
+:func:`song_counts_batch` over the log's rows and songs; the user count is the user's row count
+(:func:`~relisten_spark.features.columns.rows_state`, see :func:`user_counts_from_state`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from relisten_spark.features.columns import earlier, log_count, rows_before
 from relisten_spark.features.encode import COUNT_KEYS
 from relisten_spark.features.isrc import ISRC_COUNT_KEYS
 
@@ -40,7 +45,7 @@ def count_columns(keys: Mapping[str, str]) -> list[str]:
 
 
 def song_counts_batch(songs: DataFrame, rows: DataFrame, keys: Mapping[str, str] = SONG_KEYS) -> DataFrame:
-    """BATCH counts per song.
+    """BATCH counts per song (also the serving state now: ``rows`` = the whole log).
 
     ``songs``: ``[_song, <key columns>]`` (the song universe); ``rows``: ``[song_id int (song
     key)]``, the counted rows. Returns ``[_song, song_rec_cnt, <prefix>_song_cnt,
@@ -48,14 +53,14 @@ def song_counts_batch(songs: DataFrame, rows: DataFrame, keys: Mapping[str, str]
     """
     per_song = rows.groupBy(F.col("song_id").alias("_song")).agg(F.count(F.lit(1)).alias("_n"))
     table = songs.select("_song", *keys.values()).join(per_song, "_song", "left").fillna(0, ["_n"])
-    out = table.select("_song", F.log1p(F.col("_n").cast("double")).alias("song_rec_cnt"))
+    out = table.select("_song", log_count(F.col("_n")).alias("song_rec_cnt"))
     for prefix, key in keys.items():
         per_key = (
             table.where(F.col(key).isNotNull())
             .groupBy(key)
             .agg(
-                F.log1p(F.count(F.lit(1)).cast("double")).alias(f"{prefix}_song_cnt"),
-                F.log1p(F.sum("_n").cast("double")).alias(f"{prefix}_rec_cnt"),
+                log_count(F.count(F.lit(1))).alias(f"{prefix}_song_cnt"),
+                log_count(F.sum("_n")).alias(f"{prefix}_rec_cnt"),
             )
         )
         with_key = table.select("_song", key).join(F.broadcast(per_key), key, "left").drop(key)
@@ -68,37 +73,36 @@ def _key_or_unique(key: Column, idx: Column) -> Column:
     return F.coalesce(key.cast("string"), F.concat(F.lit("#"), idx.cast("string")))
 
 
-def _earlier(partition: Column) -> Window:
-    return Window.partitionBy(partition).orderBy("idx").rangeBetween(Window.unboundedPreceding, -1)
-
-
 def add_song_counts_cumulative(rows: DataFrame, keys: Mapping[str, str] = SONG_KEYS) -> DataFrame:
     """Serving counts per row: ``rows`` ``[idx, song_id, <key columns>, ...]`` + the count columns.
 
     A row sees only rows with a smaller idx (rows tied at one idx do not see each other).
     """
-    earlier_song = F.count(F.lit(1)).over(_earlier(F.col("song_id")))
+    earlier_song = F.count(F.lit(1)).over(earlier(F.col("song_id")))
     df = rows.withColumn("_song_seen", earlier_song)
     df = df.withColumn("_first", (F.col("_song_seen") == 0).cast("long"))
-    outputs = [F.log1p(F.col("_song_seen").cast("double")).alias("song_rec_cnt")]
+    outputs = [log_count(F.col("_song_seen")).alias("song_rec_cnt")]
     for prefix, key in keys.items():
-        window = _earlier(_key_or_unique(F.col(key), F.col("idx")))
+        window = earlier(_key_or_unique(F.col(key), F.col("idx")))
         songs_before = F.coalesce(F.sum("_first").over(window), F.lit(0))
-        rows_before = F.count(F.lit(1)).over(window)
+        rows_before_key = F.count(F.lit(1)).over(window)
         missing = F.col(key).isNull()
-        outputs.append(F.when(~missing, F.log1p(songs_before.cast("double"))).alias(f"{prefix}_song_cnt"))
-        outputs.append(F.when(~missing, F.log1p(rows_before.cast("double"))).alias(f"{prefix}_rec_cnt"))
+        outputs.append(F.when(~missing, log_count(songs_before)).alias(f"{prefix}_song_cnt"))
+        outputs.append(F.when(~missing, log_count(rows_before_key)).alias(f"{prefix}_rec_cnt"))
     return df.select(*rows.columns, *outputs)
 
 
 def user_counts_batch(rows: DataFrame) -> DataFrame:
     """``[_user, msno_rec_cnt]``: log1p(number of counted rows of the user)."""
-    return rows.groupBy(F.col("msno").alias("_user")).agg(
-        F.log1p(F.count(F.lit(1)).cast("double")).alias("msno_rec_cnt")
-    )
+    return rows.groupBy(F.col("msno").alias("_user")).agg(log_count(F.count(F.lit(1))).alias("msno_rec_cnt"))
 
 
 def add_user_counts_cumulative(rows: DataFrame) -> DataFrame:
     """``rows`` + ``msno_rec_cnt`` = log1p(number of the user's rows with a smaller idx)."""
-    seen = F.count(F.lit(1)).over(_earlier(F.col("msno")))
-    return rows.withColumn("msno_rec_cnt", F.log1p(seen.cast("double")))
+    seen = F.count(F.lit(1)).over(earlier(F.col("msno")))
+    return rows.withColumn("msno_rec_cnt", log_count(seen))
+
+
+def user_counts_from_state() -> dict[str, Column]:
+    """``msno_rec_cnt`` of an event appended after the log, from the user's row count state."""
+    return {"msno_rec_cnt": log_count(rows_before("msno"))}

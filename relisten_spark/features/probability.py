@@ -3,6 +3,11 @@
 FEATURES.md uses them in step 2 (``msno_source_{col}_prob``) and step 8 (``msno_{f}_prob``,
 ``song_{c}_prob``). A null value is a group of its own (rows with a null value share among
 themselves).
+
+State now (scoring, an event appended after the log): the share is
+:func:`~relisten_spark.features.columns.share` of the entity's rows with the event's value
+(:func:`value_count_state` for values known up front, :func:`add_value_counts` for values that
+come with the event) over the entity's rows.
 """
 
 from __future__ import annotations
@@ -12,7 +17,16 @@ from collections.abc import Mapping
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from relisten_spark.features.timeline import require_columns
+from relisten_spark.features.columns import count_where, earlier, require_columns, share
+
+
+def tp_basis(ev: DataFrame) -> Column:
+    """The TP+T basis of the thesis as a column over ``ev`` ``[msno, song_id, split, ...]``: test
+    rows, and train rows whose (msno, song_id) pair has no test row. 'score' rows are not counted.
+    """
+    pair = Window.partitionBy("msno", "song_id")
+    in_test = F.max((F.col("split") == "test").cast("int")).over(pair) == 1
+    return (F.col("split") == "test") | ((F.col("split") == "train") & ~in_test)
 
 
 def add_conditional_share(
@@ -38,13 +52,13 @@ def add_conditional_share(
     """
     require_columns(ev, ["idx", entity, value], "add_conditional_share")
     counted = F.lit(1) if basis is None else F.when(basis, F.lit(1))
-    same_frame, entity_frame = Window.partitionBy(entity, value), Window.partitionBy(entity)
     if serving:
-        same_frame = same_frame.orderBy("idx").rangeBetween(Window.unboundedPreceding, -1)
-        entity_frame = entity_frame.orderBy("idx").rangeBetween(Window.unboundedPreceding, -1)
+        same_frame, entity_frame = earlier(entity, value), earlier(entity)
+    else:
+        same_frame, entity_frame = Window.partitionBy(entity, value), Window.partitionBy(entity)
     total = F.count(counted).over(entity_frame)
     same = F.count(counted).over(same_frame)
-    return ev.select("*", (same / F.when(total > 0, total)).alias(out))
+    return ev.select("*", share(same, total).alias(out))
 
 
 def add_batch_shares(
@@ -82,8 +96,8 @@ def add_batch_shares(
             on = (out[entity] == F.col("_e")) & out[value].eqNullSafe(F.col("_v"))
         same = grouped.agg(F.count(F.lit(1)).alias("_same"))
         joined = out.join(F.broadcast(same), on, "left")
-        share = F.coalesce(F.col("_same"), F.lit(0)) / F.when(F.col("_total") > 0, F.col("_total"))
-        out = joined.select(*[F.col(c) for c in out.columns], share.alias(name))
+        value_share = share(F.coalesce(F.col("_same"), F.lit(0)), F.col("_total"))
+        out = joined.select(*[F.col(c) for c in out.columns], value_share.alias(name))
     return out.drop("_total")
 
 
@@ -96,3 +110,32 @@ def _pair_key(entity: Column, value: Column) -> Column:
     build a long-keyed hash relation, whose lookups cost a fraction of a multi-column key's."""
     pair = entity.cast("long") * F.lit(1 << 32) + value.cast("long") + F.lit(1 << 31)
     return F.when(value.isNull(), -(entity.cast("long") + 1)).otherwise(pair)
+
+
+def value_count_state(prefix: str, column: str, values: Mapping[str, object]) -> list[Column]:
+    """Aggregates of a ``groupBy`` of the entity over the log, for values known up front: per
+    ``tag -> value`` of ``values``, ``_<prefix>_<column>_<tag>`` = how many of its rows have
+    ``column == value``; divided by the entity's rows they are P(value | entity) "now"."""
+    return [
+        count_where(F.col(column) == F.lit(value)).alias(f"_{prefix}_{column}_{tag}")
+        for tag, value in values.items()
+    ]
+
+
+def add_value_counts(pairs: DataFrame, rows: DataFrame, entity: str, values: Mapping[str, str]) -> DataFrame:
+    """``pairs`` + ``_c_<name>`` per ``name -> value column`` of ``values``: how many of the
+    entity's rows in the log (``rows``) carry the pair's value (null values match null values), the
+    counts of P(value | entity) "now" for values that come with the pair.
+
+    ``pairs`` and ``rows``: ``[<entity>, <value columns> ...]``."""
+    out = pairs
+    for name, value in values.items():
+        table = rows.groupBy(F.col(entity).alias("_e"), F.col(value).alias("_v")).agg(
+            F.count(F.lit(1)).alias("_c")
+        )
+        on = (out[entity] == table["_e"]) & out[value].eqNullSafe(table["_v"])
+        joined = out.join(table, on, "left")
+        out = joined.select(
+            *[out[c] for c in out.columns], F.coalesce(F.col("_c"), F.lit(0)).alias(f"_c_{name}")
+        )
+    return out

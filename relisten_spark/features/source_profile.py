@@ -1,15 +1,20 @@
-"""The user's source profile (FEATURES.md step 2): the share of the user's rows per source code,
-and P(source | user) for the row's own source value."""
+"""The source profile (FEATURES.md step 2): the share of the user's rows per source code, and
+P(source value | user) and P(source value | song) for the row's own source values.
+
+Both forms from one definition (:mod:`~relisten_spark.features.columns`): the shares are the same
+aggregates over the user's earlier rows (per event) or over all the user's rows of the log (a
+``groupBy``: the full profile's BATCH table, and the serving state now).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window, WindowSpec
 from pyspark.sql import functions as F
 
+from relisten_spark.features.columns import count_where, earlier, over, require_columns, share
 from relisten_spark.features.probability import add_batch_shares, add_conditional_share
-from relisten_spark.features.timeline import require_columns
 
 SOURCE_COLUMNS = ("source_system_tab", "source_screen_name", "source_type")
 
@@ -32,17 +37,26 @@ def prob_name(column: str) -> str:
     return f"msno_{column}_prob"
 
 
-def _flags(codes: Mapping[str, Sequence[int]]) -> list[tuple[Column, str]]:
-    """(1 when the row's column has the code else 0, share column name) per listed code."""
+def song_prob_name(column: str) -> str:
+    """The P(x | song) column of ``column``.
+
+    >>> song_prob_name("source_type")
+    'song_source_type_prob'
+    """
+    return f"song_{column}_prob"
+
+
+def source_share_columns(codes: Mapping[str, Sequence[int]], frame: WindowSpec | None = None) -> list[Column]:
+    """``msno_{column}_{c}`` per listed code: the fraction of the user's rows (over ``frame``, or
+    in a ``groupBy`` of the user with ``frame=None``) whose ``column`` is ``c``."""
+    total = over(F.count(F.lit(1)), frame)
     return [
-        (F.when(F.col(column) == F.lit(int(code)), F.lit(1)).otherwise(F.lit(0)), share_name(column, code))
+        share(over(count_where(F.col(column) == F.lit(int(code))), frame), total).alias(
+            share_name(column, code)
+        )
         for column, listed in codes.items()
         for code in listed
     ]
-
-
-def _share(count: Column, total: Column) -> Column:
-    return count.cast("double") / F.when(total > 0, total)
 
 
 def user_source_shares(ev: DataFrame, codes: Mapping[str, Sequence[int]]) -> DataFrame:
@@ -52,9 +66,7 @@ def user_source_shares(ev: DataFrame, codes: Mapping[str, Sequence[int]]) -> Dat
     ``ev``: ``[msno int, <each column of codes> int, ...]``.
     """
     require_columns(ev, ["msno", *codes], "user_source_shares")
-    flags = _flags(codes)
-    sums = ev.groupBy("msno").agg(F.count(F.lit(1)).alias("_n"), *[F.sum(f).alias(name) for f, name in flags])
-    return sums.select("msno", *[_share(F.col(name), F.col("_n")).alias(name) for _, name in flags])
+    return ev.groupBy("msno").agg(*source_share_columns(codes))
 
 
 def add_source_probs(
@@ -75,6 +87,23 @@ def add_source_probs(
     for column in columns:
         ev = add_conditional_share(ev, "msno", column, prob_name(column), serving)
     return ev
+
+
+def add_song_source_probs(
+    rows: DataFrame, serving: bool, basis: Column | None, counted: DataFrame | None = None
+) -> DataFrame:
+    """``rows`` + ``song_{column}_prob`` (double) per source column: P(the row's value | song) over
+    the song's ``basis`` rows (full: BATCH, from aggregate tables of ``counted``; serving: the
+    song's earlier rows).
+
+    ``rows``: ``[idx long, song_id int, <source columns> int, ...]``.
+    """
+    probs = {song_prob_name(c): c for c in SOURCE_COLUMNS}
+    if not serving:
+        return add_batch_shares(rows, "song_id", probs, basis, rows if counted is None else counted)
+    for out, value in probs.items():
+        rows = add_conditional_share(rows, "song_id", value, out, serving, basis)
+    return rows
 
 
 def add_source_profile(ev: DataFrame, serving: bool, codes: Mapping[str, Sequence[int]]) -> DataFrame:
@@ -99,10 +128,5 @@ def add_source_shares(ev: DataFrame, serving: bool, codes: Mapping[str, Sequence
       null everywhere.
     """
     require_columns(ev, ["idx", "msno", *codes], "add_source_shares")
-    flags = _flags(codes)
-    if serving:
-        frame = Window.partitionBy("msno").orderBy("idx").rangeBetween(Window.unboundedPreceding, -1)
-    else:
-        frame = Window.partitionBy("msno")
-    total = F.count(F.lit(1)).over(frame)
-    return ev.select("*", *[_share(F.sum(flag).over(frame), total).alias(name) for flag, name in flags])
+    frame = earlier("msno") if serving else Window.partitionBy("msno")
+    return ev.select("*", *source_share_columns(codes, frame))

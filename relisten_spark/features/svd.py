@@ -1,4 +1,5 @@
-"""Truncated SVD embeddings (FEATURES.md step 4) as a distributed randomized SVD on Spark.
+"""The truncated SVD of a sparse matrix (FEATURES.md step 4) as a distributed randomized SVD on
+Spark; :mod:`~relisten_spark.features.embeddings` fits the thesis's factor tables with it.
 
 The thesis runs scipy ``svds`` (k=48) on the binary user x song matrix and (k=16) on the user x
 artist matrix with entries 0.3*ln(1+c)+1. Here the same factorisation is computed with the
@@ -35,19 +36,17 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 from pyspark import StorageLevel
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from scipy import sparse
 from scipy.sparse.linalg import svds
 from scipy.special import ndtri
-
-from relisten_spark.features.timeline import require_columns
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +71,7 @@ def gaussian(ids: np.ndarray, width: int, seed: int) -> np.ndarray:
     """
     offset = np.uint64((seed * _GOLDEN + 0x632BE59BD9B4E019) & _MASK64)
     counter = ids.astype(np.uint64)[:, None] * np.uint64(max(width, 1)) + np.arange(width, dtype=np.uint64)
-    z = counter * np.uint64(_GOLDEN) + offset
+    z: np.ndarray = counter * np.uint64(_GOLDEN) + offset
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     z = z ^ (z >> np.uint64(31))
@@ -255,7 +254,7 @@ def _small(parts: DataFrame, width: int) -> dict[int, np.ndarray]:
 def _times(frame: DataFrame, width: int, change: np.ndarray) -> DataFrame:
     """Row-local product ``frame · change`` of the ``_ROWS`` vectors of a parts frame."""
 
-    def fn(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    def fn(batches: Iterable[pa.RecordBatch]) -> Iterable[pa.RecordBatch]:
         for batch in batches:
             mat = _matrix(batch.column("vec"), width) @ change
             yield from _vectors(batch.column("id").to_numpy(), mat).to_batches()
@@ -295,8 +294,19 @@ def _svd_on_driver(entries: DataFrame, k: int, seed: int, transposed: bool) -> T
     return TruncatedSvd(rows=u_frame, cols=v_frame, values=singular)
 
 
-def _basis(parts: DataFrame) -> DataFrame:
+def _row_vectors(parts: DataFrame) -> DataFrame:
     return parts.where(F.col("kind") == _ROWS).select("id", "vec")
+
+
+@dataclass(frozen=True)
+class _Basis:
+    """The current basis of the subspace iteration: Q = Y · ``change`` with Y the ``_ROWS`` vectors
+    of ``parts`` (``width`` columns) and ``y_sum`` the column sums of Y."""
+
+    parts: DataFrame
+    width: int
+    change: np.ndarray
+    y_sum: np.ndarray
 
 
 def randomized_svd(
@@ -324,20 +334,20 @@ def randomized_svd(
     """
     started = time.perf_counter()
     raw = entries.select("row", "col", "value").persist(StorageLevel.MEMORY_AND_DISK)
-    entries = raw
-    stats = entries.agg(
+    stats = raw.agg(
         F.count(F.lit(1)).alias("nnz"), F.countDistinct("row").alias("m"), F.countDistinct("col").alias("n")
-    ).first()
+    ).collect()[0]
     nnz, m, n = int(stats["nnz"]), int(stats["m"]), int(stats["n"])
     transposed = m > n
+    oriented = raw
     if transposed:
-        entries, m, n = entries.select(F.col("col").alias("row"), F.col("row").alias("col"), "value"), n, m
+        oriented = raw.select(F.col("col").alias("row"), F.col("row").alias("col"), "value")
     width = min(k + oversample, m, n)
     log.info(
         "svd %s: %d x %d, %d entries, k=%d, l=%d, %d power iterations, %d buckets%s",
         name,
-        m,
-        n,
+        min(m, n),
+        max(m, n),
         nnz,
         k,
         width,
@@ -345,43 +355,66 @@ def randomized_svd(
         buckets,
         ", transposed" if transposed else "",
     )
-    spark = entries.sparkSession
     if width == 0:
         raw.unpersist()
-        none = spark.createDataFrame([], _VECTORS)
+        none = raw.sparkSession.createDataFrame([], _VECTORS)
         return TruncatedSvd(rows=none, cols=none, values=(0.0,) * k)
     if nnz <= local_max_nnz:
-        result = _svd_on_driver(entries, k, seed, transposed)
+        result = _svd_on_driver(oriented, k, seed, transposed)
         raw.unpersist()
         log.info("svd %s: on the driver (scipy svds) in %.1f s", name, time.perf_counter() - started)
         return result
-    matrix = _BucketedMatrix(entries, buckets)
-    parts = matrix.sum_parts(matrix.sketch(width, seed), width).persist(StorageLevel.MEMORY_AND_DISK)
-    small = _small(parts, width)
-    change, y_sum = whiten(small[_ROWS_GRAM]), small[_ROWS_SUM][0]
+    matrix = _BucketedMatrix(oriented, buckets)
+    basis = _sketch(matrix, width, seed)
     raw.unpersist()
-    log.info("svd %s: sketch in %.1f s (rank %d)", name, time.perf_counter() - started, change.shape[1])
+    log.info("svd %s: sketch in %.1f s (rank %d)", name, time.perf_counter() - started, basis.change.shape[1])
     for step in range(power_iters):
         tick = time.perf_counter()
-        r = change.shape[1]
-        previous = parts
-        parts = matrix.sum_parts(matrix.power_step(_basis(previous), width, change), r)
-        parts = parts.persist(StorageLevel.MEMORY_AND_DISK)
-        small = _small(parts, r)
-        previous.unpersist()
-        z_change = whiten(small[_GRAM])
-        change = z_change @ whiten(z_change.T @ small[_ROWS_GRAM] @ z_change)
-        width, y_sum = r, small[_ROWS_SUM][0]
+        basis = _power_iteration(matrix, basis)
         log.info(
             "svd %s: power iteration %d/%d in %.1f s (rank %d)",
             name,
             step + 1,
             power_iters,
             time.perf_counter() - tick,
-            change.shape[1],
+            basis.change.shape[1],
         )
-    r = change.shape[1]
-    z = matrix.transpose_times(_basis(parts), width, change).persist(StorageLevel.MEMORY_AND_DISK)
+    result = _factors(matrix, basis, k, transposed)
+    log.info(
+        "svd %s: done in %.1f s, s[:5]=%s",
+        name,
+        time.perf_counter() - started,
+        [round(x, 4) for x in result.values[:5]],
+    )
+    return result
+
+
+def _sketch(matrix: _BucketedMatrix, width: int, seed: int) -> _Basis:
+    """Y = A Omega (summed, cached) and the change of basis that whitens it."""
+    parts = matrix.sum_parts(matrix.sketch(width, seed), width).persist(StorageLevel.MEMORY_AND_DISK)
+    small = _small(parts, width)
+    return _Basis(parts, width, whiten(small[_ROWS_GRAM]), small[_ROWS_SUM][0])
+
+
+def _power_iteration(matrix: _BucketedMatrix, basis: _Basis) -> _Basis:
+    """One power iteration, one Spark job: Y' = A Aᵀ Q, whitened by the Gram matrices of Z = Aᵀ Q
+    and of Y' (both computed in the same job)."""
+    r = basis.change.shape[1]
+    parts = matrix.sum_parts(matrix.power_step(_row_vectors(basis.parts), basis.width, basis.change), r)
+    parts = parts.persist(StorageLevel.MEMORY_AND_DISK)
+    small = _small(parts, r)
+    basis.parts.unpersist()
+    z_change = whiten(small[_GRAM])
+    change = z_change @ whiten(z_change.T @ small[_ROWS_GRAM] @ z_change)
+    return _Basis(parts, r, change, small[_ROWS_SUM][0])
+
+
+def _factors(matrix: _BucketedMatrix, basis: _Basis, k: int, transposed: bool) -> TruncatedSvd:
+    """The final step: Z = Aᵀ Q, the exact re-whitening with Qᵀ Q, the eigen-decomposition of
+    B Bᵀ = Zᵀ Z, and U = Q Ub, V = Z Ub / s as row-local maps (zero beyond the numerical rank)."""
+    r = basis.change.shape[1]
+    z = matrix.transpose_times(_row_vectors(basis.parts), basis.width, basis.change)
+    z = z.persist(StorageLevel.MEMORY_AND_DISK)
     small = _small(z, r)
     fix = whiten(small[_BASIS_GRAM])
     values, vectors = np.linalg.eigh(fix.T @ small[_GRAM] @ fix)
@@ -391,175 +424,12 @@ def randomized_svd(
     live = s > (s[0] if len(s) else 0.0) * math.sqrt(_EIGEN_TOL)
     s = np.where(live, s, 0.0)
     pad = ((0, 0), (0, k - len(s)))
-    signs = np.where(y_sum @ change @ vectors < 0, -1.0, 1.0)
-    u_change = np.pad(np.where(live, change @ vectors * signs, 0.0), pad)
+    signs = np.where(basis.y_sum @ basis.change @ vectors < 0, -1.0, 1.0)
+    u_change = np.pad(np.where(live, basis.change @ vectors * signs, 0.0), pad)
     v_change = np.pad(np.where(live, vectors * signs / np.where(live, s, 1.0), 0.0), pad)
     singular = tuple(float(x) for x in np.pad(s, (0, k - len(s))))
-    log.info(
-        "svd %s: done in %.1f s, s[:5]=%s",
-        name,
-        time.perf_counter() - started,
-        [round(x, 4) for x in singular[:5]],
-    )
-    u_frame, v_frame = _times(parts, width, u_change), _times(z, r, v_change)
+    u_frame, v_frame = _times(basis.parts, basis.width, u_change), _times(z, r, v_change)
     if transposed:
         u_frame, v_frame = v_frame, u_frame
-    return TruncatedSvd(rows=u_frame, cols=v_frame, values=singular, cached=(matrix.entries, parts, z))
-
-
-# ---- the thesis's factor tables and dot features -------------------------------------------
-@dataclass(frozen=True)
-class SvdFactors:
-    """The fitted embeddings. The frames are persisted lazily and computed from cached SVD
-    intermediates: call :meth:`unpersist` when they are written and joined.
-
-    * ``member``: ``[msno int, member_component_0..k-1 float]`` (U of user x song),
-    * ``song``: ``[song_id int, song_component_0..k-1 float]`` (V of user x song),
-    * ``member_artist``: ``[msno int, member_artist_component_0..ka-1 float]`` (U of user x artist),
-    * ``artist``: ``[artist_name int, artist_component_0..ka-1 float]`` (V of user x artist),
-    * ``song_values`` / ``artist_values``: the singular values, descending.
-
-    One row per user / song code of ``ev`` and per artist of ``song_artist``; an entity without
-    fit rows gets a zero vector.
-    """
-
-    member: DataFrame
-    song: DataFrame
-    member_artist: DataFrame
-    artist: DataFrame
-    song_values: tuple[float, ...]
-    artist_values: tuple[float, ...]
-    cached: tuple[DataFrame, ...] = ()
-
-    def values_frame(self, spark: SparkSession) -> DataFrame:
-        """``[matrix string ('user_song' | 'user_artist'), component int, value double]``."""
-        rows = [("user_song", j, v) for j, v in enumerate(self.song_values)]
-        rows += [("user_artist", j, v) for j, v in enumerate(self.artist_values)]
-        return spark.createDataFrame(rows, "matrix string, component int, value double")
-
-    def unpersist(self) -> None:
-        for frame in (self.member, self.song, self.member_artist, self.artist, *self.cached):
-            frame.unpersist()
-
-
-def song_entries(fit: DataFrame) -> DataFrame:
-    """The binary user x song matrix of the rows ``fit``: ``[row, col, value=1.0]`` per distinct
-    (msno, song_id)."""
-    pairs = fit.select(F.col("msno").cast("int").alias("row"), F.col("song_id").cast("int").alias("col"))
-    return pairs.distinct().withColumn("value", F.lit(1.0))
-
-
-def artist_entries(fit: DataFrame, song_artist: DataFrame) -> DataFrame:
-    """The user x artist matrix of the rows ``fit``: c = #rows of the user whose song's first
-    artist is the artist (songs without a known artist left out), entry 0.3*ln(1+c)+1."""
-    artists = song_artist.where(F.col("artist_name").isNotNull()).select("song_id", "artist_name")
-    counts = (
-        fit.select("msno", "song_id")
-        .join(artists, on="song_id")
-        .groupBy(F.col("msno").cast("int").alias("row"), F.col("artist_name").cast("int").alias("col"))
-        .agg(F.count(F.lit(1)).alias("c"))
-    )
-    return counts.select("row", "col", (F.lit(0.3) * F.log1p(F.col("c")) + F.lit(1.0)).alias("value"))
-
-
-def _wide(keys: DataFrame, key: str, vectors: DataFrame, prefix: str, k: int) -> DataFrame:
-    """One row per key: ``[key, prefix_0..prefix_{k-1} float]``, zeros where ``vectors`` has none."""
-    joined = keys.join(vectors, keys[key] == vectors["id"], "left")
-    components = [F.coalesce(F.col("vec")[j], F.lit(0.0)).cast("float") for j in range(k)]
-    named = [c.alias(f"{prefix}_{j}") for j, c in enumerate(components)]
-    return joined.select(keys[key], *named).persist(StorageLevel.MEMORY_AND_DISK)
-
-
-def fit_svd_factors(
-    spark: SparkSession,
-    ev: DataFrame,
-    song_artist: DataFrame,
-    fit_mask: Column | None,
-    k_song: int,
-    k_artist: int,
-    oversample: int,
-    power_iters: int,
-    seed: int,
-    local_max_nnz: int = 2_000_000,
-) -> SvdFactors:
-    """Fit both SVDs on the rows of ``ev`` where ``fit_mask`` holds (every row when None).
-
-    ``ev``: ``[msno int, song_id int, ...]`` (key codes); ``song_artist``: ``[song_id int,
-    artist_name int]``, one row per song with a known first artist. The work is split into
-    ``spark.sql.shuffle.partitions`` buckets. Full profile: ``fit_mask=None`` (BATCH, the
-    thesis); serving: the fit rows (train rows before the holdout cutoff). A matrix with at
-    most ``local_max_nnz`` non-zeros (``features.svd_local_max_nnz``) is factorised on the driver
-    with scipy ``svds``, a larger one by the distributed randomized SVD (see the module).
-    """
-    require_columns(ev, ["msno", "song_id"], "fit_svd_factors")
-    require_columns(song_artist, ["song_id", "artist_name"], "fit_svd_factors (song_artist)")
-    fit = ev if fit_mask is None else ev.where(fit_mask)
-    buckets = int(spark.conf.get("spark.sql.shuffle.partitions") or "8")
-    options = {
-        "oversample": oversample,
-        "power_iters": power_iters,
-        "buckets": buckets,
-        "local_max_nnz": local_max_nnz,
-    }
-    songs = randomized_svd(song_entries(fit), k_song, seed=seed, name="user_song", **options)
-    artists = randomized_svd(
-        artist_entries(fit, song_artist), k_artist, seed=seed + 1, name="user_artist", **options
-    )
-    users = ev.select("msno").distinct()
-    known_artists = song_artist.where(F.col("artist_name").isNotNull()).select("artist_name").distinct()
-    return SvdFactors(
-        member=_wide(users, "msno", songs.rows, "member_component", k_song),
-        song=_wide(ev.select("song_id").distinct(), "song_id", songs.cols, "song_component", k_song),
-        member_artist=_wide(users, "msno", artists.rows, "member_artist_component", k_artist),
-        artist=_wide(known_artists, "artist_name", artists.cols, "artist_component", k_artist),
-        song_values=songs.values,
-        artist_values=artists.values,
-        cached=songs.cached + artists.cached,
-    )
-
-
-def _packed(frame: DataFrame, key: str, prefix: str, scale: tuple[float, ...], alias: str) -> DataFrame:
-    """``[_<alias>_key, <alias> array<double>]``: component j times ``scale[j]``."""
-    parts = [F.col(f"{prefix}_{j}").cast("double") * F.lit(float(s)) for j, s in enumerate(scale)]
-    return frame.select(F.col(key).alias(f"_{alias}_key"), F.array(*parts).alias(alias))
-
-
-def _dot(left: str, right: str, k: int) -> Column:
-    terms = [F.col(left)[j] * F.col(right)[j] for j in range(k)]
-    total = terms[0] if terms else F.lit(0.0)
-    for term in terms[1:]:
-        total = total + term
-    return total
-
-
-def add_svd_dots(ev: DataFrame, factors: SvdFactors) -> DataFrame:
-    """``ev`` + ``song_embeddings_dot`` = Σⱼ U[msno,j]·s_j·V[song,j] (the rank-k reconstruction
-    at (user, song)) and ``artist_embeddings_dot`` = the same on the user x artist SVD for the
-    song's first artist (doubles; BATCH, serving: fit on the fit rows).
-
-    ``ev``: ``[msno int, song_id int, artist_name int, ...]``. A user or song without a factor
-    row counts as a zero vector (dot 0); ``artist_embeddings_dot`` is null when ``artist_name``
-    has no row in ``factors.artist`` (missing or unknown artist).
-    """
-    require_columns(ev, ["msno", "song_id", "artist_name"], "add_svd_dots")
-    k, ka = len(factors.song_values), len(factors.artist_values)
-    ones = (1.0,) * ka
-    us = _packed(factors.member, "msno", "member_component", factors.song_values, "_us")
-    v = _packed(factors.song, "song_id", "song_component", (1.0,) * k, "_v")
-    uas = _packed(factors.member_artist, "msno", "member_artist_component", factors.artist_values, "_uas")
-    va = _packed(factors.artist, "artist_name", "artist_component", ones, "_va")
-    joined = (
-        ev.join(F.broadcast(us), ev["msno"] == us["__us_key"], "left")
-        .join(v, ev["song_id"] == v["__v_key"], "left")
-        .join(F.broadcast(uas), ev["msno"] == uas["__uas_key"], "left")
-        .join(F.broadcast(va), ev["artist_name"] == va["__va_key"], "left")
-    )
-    song_dot = F.coalesce(_dot("_us", "_v", k), F.lit(0.0))
-    artist_dot = F.when(F.col("__va_key").isNull(), F.lit(None).cast("double")).otherwise(
-        F.coalesce(_dot("_uas", "_va", ka), F.lit(0.0))
-    )
-    return joined.select(
-        *[ev[c] for c in ev.columns],
-        song_dot.alias("song_embeddings_dot"),
-        artist_dot.alias("artist_embeddings_dot"),
-    )
+    cached = (matrix.entries, basis.parts, z)
+    return TruncatedSvd(rows=u_frame, cols=v_frame, values=singular, cached=cached)

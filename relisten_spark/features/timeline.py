@@ -1,5 +1,5 @@
-"""Row time (FEATURES.md step 5): the piecewise-linear map of ``idx`` to seconds, and the
-per-user / per-song mean and standard deviation of that time.
+"""Row time (FEATURES.md step 5): the piecewise-linear map of ``idx`` to seconds, the per-user /
+per-song mean and standard deviation of that time, and the member's time columns.
 
 KKBOX has no timestamps; the row order is the clock. Train rows are spread evenly over
 2016-08-15 .. 2017-01-13 and test rows over 2017-01-13 .. 2017-02-28 (00:00 UTC+8), the
@@ -8,27 +8,23 @@ constants of the thesis code, scaled to the actual number of train and test rows
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window, WindowSpec
 from pyspark.sql import functions as F
 
 from relisten_spark.errors import InputError
+from relisten_spark.features.columns import ENTITIES, earlier, over, require_columns
 
 TRAIN_START = 1_471_190_400  # 2016-08-15 00:00 UTC+8
 TRAIN_END = 1_484_236_800  # 2017-01-13 00:00 UTC+8
 TEST_END = 1_488_211_200  # 2017-02-28 00:00 UTC+8
+# KKBOX's test / train row proportion: the serving clock scales the test segment with it, so that
+# timestamps never depend on how many rows come later (on KKBOX it equals the full profile's).
+KKBOX_TRAIN_ROWS, KKBOX_TEST_ROWS = 7_377_418, 2_556_790
 
-# (key column, name prefix) of the two entities every sequence family is computed for.
-ENTITIES = (("msno", "msno"), ("song_id", "song"))
 
-
-def require_columns(df: DataFrame, columns: Iterable[str], what: str) -> None:
-    """Raise :class:`InputError` naming the first column of ``columns`` missing from ``df``."""
-    present = set(df.columns)
-    for name in columns:
-        if name not in present:
-            raise InputError(f"{what}: input frame has no column {name!r}")
+def serving_clock(n_train: int) -> int:
+    """The ``n_total`` of the row-time map in the serving profile (and in scoring)."""
+    return n_train + round(n_train * KKBOX_TEST_ROWS / KKBOX_TRAIN_ROWS)
 
 
 def timestamp_column(n_train: int, n_total: int, idx: Column | None = None) -> Column:
@@ -69,17 +65,21 @@ def add_timestamp(ev: DataFrame, n_train: int, n_total: int) -> DataFrame:
     return ev.withColumn("timestamp", timestamp_column(n_train, n_total))
 
 
+def time_stats(prefix: str, frame: WindowSpec | None = None) -> list[Column]:
+    """``<prefix>_timestamp_mean`` and ``<prefix>_timestamp_std`` (sample std, ddof=1) of
+    ``timestamp``: over ``frame`` (per event), or as aggregates of a ``groupBy`` of the entity
+    (``frame=None``: the full profile's BATCH value, or the serving value "now" over the whole log).
+    """
+    return [
+        over(F.avg("timestamp"), frame).alias(f"{prefix}_timestamp_mean"),
+        over(F.stddev_samp("timestamp"), frame).alias(f"{prefix}_timestamp_std"),
+    ]
+
+
 def time_stat_columns(key: str, prefix: str, serving: bool) -> list[Column]:
     """The time statistics of one entity as window columns (one sort by ``key``): over all its
     rows (full) or over its rows with a strictly smaller ``idx`` (serving)."""
-    if serving:
-        frame = Window.partitionBy(key).orderBy("idx").rangeBetween(Window.unboundedPreceding, -1)
-    else:
-        frame = Window.partitionBy(key)
-    return [
-        F.avg("timestamp").over(frame).alias(f"{prefix}_timestamp_mean"),
-        F.stddev_samp("timestamp").over(frame).alias(f"{prefix}_timestamp_std"),
-    ]
+    return time_stats(prefix, earlier(key) if serving else Window.partitionBy(key))
 
 
 def add_time_stats(ev: DataFrame, serving: bool) -> DataFrame:
@@ -97,3 +97,11 @@ def add_time_stats(ev: DataFrame, serving: bool) -> DataFrame:
     for key, prefix in ENTITIES:
         ev = ev.select("*", *time_stat_columns(key, prefix, serving))
     return ev
+
+
+def membership_time_columns() -> list[Column]:
+    """``time_spent`` = timestamp - registration_init_time and ``time_left`` = expiration_date -
+    timestamp, truncated to int32 like the thesis (null when an input is null or out of range)."""
+    spent = (F.col("timestamp") - F.col("registration_init_time")).try_cast("int")
+    left = (F.col("expiration_date") - F.col("timestamp")).try_cast("int")
+    return [spent.alias("time_spent"), left.alias("time_left")]

@@ -6,6 +6,11 @@ Range frames over ``idx`` (never Python loops): the thesis's ``i-w <= j <= i-1``
 computed as a difference of two running counts. Every column of one key is
 computed in one ``select`` so that Spark sorts the rows once per key. Rows tied at one ``idx``
 (appended scoring events) never count each other in a before-window.
+
+State now (scoring): per entity, how many of its rows the log holds
+(:func:`~relisten_spark.features.columns.rows_state`) and how many lie in each before-window of
+an event at ``idx = N`` (:func:`window_state`);
+:func:`counts_from_state` turns them into the same columns with the same transform.
 """
 
 from __future__ import annotations
@@ -16,8 +21,9 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from relisten_spark.errors import InputError
+from relisten_spark.features.columns import ENTITIES, count_where, log_count, require_columns, rows_before
 from relisten_spark.features.neighbors import COPIED, check_fill, fill_gaps, neighbour_columns
-from relisten_spark.features.timeline import ENTITIES, require_columns, time_stat_columns
+from relisten_spark.features.timeline import time_stat_columns
 
 
 def _running_count(key: str, offset: int) -> Column:
@@ -25,6 +31,16 @@ def _running_count(key: str, offset: int) -> Column:
     which Spark evaluates incrementally."""
     frame = Window.partitionBy(key).orderBy("idx").rangeBetween(Window.unboundedPreceding, offset)
     return F.count(F.lit(1)).over(frame)
+
+
+def before_name(prefix: str, window: int) -> str:
+    return f"{prefix}_{window}_before_cnt"
+
+
+def _check_windows(windows: Sequence[int]) -> None:
+    bad = [w for w in windows if int(w) < 1]
+    if bad:
+        raise InputError(f"add_window_counts: windows must be positive, got {bad}")
 
 
 def window_count_columns(key: str, prefix: str, windows: Sequence[int], include_after: bool) -> list[Column]:
@@ -35,16 +51,14 @@ def window_count_columns(key: str, prefix: str, windows: Sequence[int], include_
     incrementally (:func:`_running_count`), but re-aggregates every row of a sliding frame
     ``rangeBetween(a, b)`` each time it moves (O(rows x frame size) per key).
     """
-    bad = [w for w in windows if int(w) < 1]
-    if bad:
-        raise InputError(f"add_window_counts: windows must be positive, got {bad}")
+    _check_windows(windows)
     earlier = _running_count(key, -1)
     columns = [
-        F.log1p(earlier - _running_count(key, -int(w) - 1)).alias(f"{prefix}_{w}_before_cnt") for w in windows
+        log_count(earlier - _running_count(key, -int(w) - 1)).alias(before_name(prefix, w)) for w in windows
     ]
     if include_after:
         columns += [
-            F.log1p(_running_count(key, int(w) - 1) - earlier).alias(f"{prefix}_{w}_after_cnt")
+            log_count(_running_count(key, int(w) - 1) - earlier).alias(f"{prefix}_{w}_after_cnt")
             for w in windows
         ]
     return columns
@@ -52,7 +66,24 @@ def window_count_columns(key: str, prefix: str, windows: Sequence[int], include_
 
 def till_now_column(key: str, prefix: str) -> Column:
     """log1p(#earlier rows of the entity), see :func:`add_till_now`."""
-    return F.log1p(_running_count(key, -1)).alias(f"{prefix}_till_now_cnt")
+    return log_count(_running_count(key, -1)).alias(f"{prefix}_till_now_cnt")
+
+
+def window_state(prefix: str, windows: Sequence[int], now_idx: int) -> list[Column]:
+    """Aggregates of a ``groupBy`` of the entity over the log: ``_<prefix>_w<w>``, its rows in the
+    before-window ``[N - w, N - 1]`` of an event at ``idx = now_idx`` (= N)."""
+    _check_windows(windows)
+    return [count_where(F.col("idx") >= now_idx - int(w)).alias(f"_{prefix}_w{w}") for w in windows]
+
+
+def counts_from_state(prefix: str, windows: Sequence[int]) -> dict[str, Column]:
+    """``<prefix>_till_now_cnt`` and ``<prefix>_<w>_before_cnt`` of an event at N from the state
+    columns of :func:`~relisten_spark.features.columns.rows_state` and :func:`window_state`
+    (an entity without rows: 0)."""
+    out = {f"{prefix}_till_now_cnt": log_count(rows_before(prefix))}
+    for w in windows:
+        out[before_name(prefix, w)] = log_count(F.coalesce(F.col(f"_{prefix}_w{w}"), F.lit(0)))
+    return out
 
 
 def add_window_counts(ev: DataFrame, windows: Sequence[int], include_after: bool) -> DataFrame:

@@ -11,7 +11,7 @@ Stages (each logged with its time):
    hypothetical event "now" (``idx = max(idx) + 1``), built from end-of-log state tables of the
    log's serving feature rows (:mod:`~relisten_spark.scoring.snapshot`; equal to the feature
    job's :func:`~relisten_spark.features.build.compute_features` with the candidates appended,
-   without re-running it over the log);
+   without re-running it over the log, and with the feature job's saved encoders);
 3. scoring — the stack over LightGBM and the nets, top-N per user and surface with the artist
    cap, and reasons (:mod:`~relisten_spark.scoring.rank`);
 4. output — a coverage check first (every user gets exactly N rows per surface, or the summary
@@ -23,37 +23,36 @@ The returned summary carries the run id, model and input versions, row counts an
 the CLI writes it to ``gold.runs``.
 
 Surface contexts: the codes of each surface's context (``source_system_tab``,
-``source_screen_name``, ``source_type``) come from the same encoders the feature job fits
-(:func:`surface_codes`); surfaces whose contexts encode alike share one context.
+``source_screen_name``, ``source_type``) come from the encoders the feature job fitted and saved
+(silver.label_codes, :func:`surface_codes`); surfaces whose contexts encode alike share one
+context.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from relisten_spark import lake
 from relisten_spark.config import Config
 from relisten_spark.errors import InputError
-from relisten_spark.features import encode
-from relisten_spark.features.build import BronzeFrames, read_bronze
+from relisten_spark.features import encode, label_codes
+from relisten_spark.features.bronze import BRONZE_TABLES, BronzeFrames, read_bronze
+from relisten_spark.features.embeddings import SVD_TABLES, read_svd_table
 from relisten_spark.runs import new_run_id
+from relisten_spark.runtime import Held, PhaseTimer
 from relisten_spark.scoring import candidates, rank, snapshot, surfaces
-from relisten_spark.splits import holdout_cutoff
 
 log = logging.getLogger(__name__)
 
 CODE_COLUMNS = encode.SOURCE_COLUMNS
-SILVER_TABLES = ("features", "svd_member", "svd_song", "svd_member_artist", "svd_artist", "svd_values")
+SILVER_TABLES = ("features", *SVD_TABLES, label_codes.TABLE)
 SHORT_REASONS = ("catalog_smaller_than_n", "candidate_pool_short", "artist_cap")
 
 
@@ -66,29 +65,7 @@ def resolve_run_date(cfg: Config) -> str:
     return (cfg.scoring.run_date or datetime.now(UTC).date()).isoformat()
 
 
-class _Clock:
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-
-    @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        started = time.perf_counter()
-        log.info("score: %s ...", name)
-        yield
-        self.seconds[name] = round(time.perf_counter() - started, 3)
-        log.info("score: %s done in %.1f s", name, self.seconds[name])
-
-
 # ---- candidates ----------------------------------------------------------------------------
-def _svd(spark: SparkSession, cfg: Config, name: str, profile: str) -> DataFrame:
-    path = lake.table_path(cfg.lake.root, "silver", name)
-    if not lake.exists(path):
-        raise InputError(
-            f"SVD table {path} not found: run `relisten features --set features.profile={profile}`"
-        )
-    return lake.read(spark, path, where={"profile": profile})
-
-
 def singular_values(values: DataFrame, profile: str) -> list[float]:
     """The user x song singular values in component order (``svd_values``: k small rows)."""
     rows = (
@@ -100,30 +77,6 @@ def singular_values(values: DataFrame, profile: str) -> list[float]:
     if not rows:
         raise InputError(f"silver/svd_values has no user_song values for profile '{profile}'")
     return [float(r["value"]) for r in rows]
-
-
-class Held:
-    """Intermediates persisted during one run, released together at its end.
-
-    Persisting also cuts the query plans: the candidate pools reuse the nearest songs, the
-    catalog and the heard pairs several times, and without cached leaves Spark would both
-    recompute them and optimise one very large plan.
-    """
-
-    def __init__(self) -> None:
-        self.frames: list[DataFrame] = []
-
-    def keep(self, df: DataFrame, materialize: bool = False) -> DataFrame:
-        df = df.persist(StorageLevel.MEMORY_AND_DISK)
-        self.frames.append(df)
-        if materialize:
-            df.count()
-        return df
-
-    def release(self) -> None:
-        for df in self.frames:
-            df.unpersist()
-        self.frames.clear()
 
 
 @dataclass(frozen=True)
@@ -138,21 +91,25 @@ class CandidateSet:
 
 
 def build_pairs(spark: SparkSession, cfg: Config, frames: BronzeFrames, held: Held) -> CandidateSet:
-    """Every user's K candidates per surface (persisted through ``held``)."""
+    """Every user's K candidates per surface (persisted through ``held``). Persisting also cuts
+    the query plans: the candidate pools reuse the nearest songs, the catalog and the heard pairs
+    several times, and without cached leaves Spark would both recompute them and optimise one
+    very large plan."""
     scoring, profile = cfg.scoring, cfg.scoring.profile
     events = frames.events
-    users = held.keep(surfaces.all_users(events, frames.members))
-    member_f = _svd(spark, cfg, "svd_member", profile).drop("profile")
-    song_f = _svd(spark, cfg, "svd_song", profile).drop("profile")
-    values = singular_values(_svd(spark, cfg, "svd_values", profile), profile)
+    users = held.persist(surfaces.all_users(events, frames.members))
+    member_f = read_svd_table(spark, cfg.lake.root, "svd_member", profile)
+    song_f = read_svd_table(spark, cfg.lake.root, "svd_song", profile)
+    values = singular_values(read_svd_table(spark, cfg.lake.root, "svd_values", profile), profile)
     pool = scoring.candidates + scoring.candidate_margin
     nearest = candidates.nearest_songs(
         member_f, song_f, values, pool, scoring.block_size, scoring.song_shard_size
     )
-    nearest = held.keep(nearest, materialize=True)
-    catalog = held.keep(surfaces.song_catalog(events, frames.songs))
-    heard = held.keep(surfaces.heard_pairs(events))
-    plays = held.keep(candidates.song_plays(events))
+    nearest = held.persist(nearest)
+    nearest.count()  # materialised once: every surface's pool reads it
+    catalog = held.persist(surfaces.song_catalog(events, frames.songs))
+    heard = held.persist(surfaces.heard_pairs(events))
+    plays = held.persist(candidates.song_plays(events))
     pools = []
     for name, surface in scoring.surfaces.items():
         shown = surfaces.surface_catalog(catalog, surface)
@@ -161,20 +118,16 @@ def build_pairs(spark: SparkSession, cfg: Config, frames: BronzeFrames, held: He
     pairs = pools[0]
     for other in pools[1:]:
         pairs = pairs.unionByName(other)
-    pairs = held.keep(pairs.select("surface", *surfaces.POOL_COLUMNS))
+    pairs = held.persist(pairs.select("surface", *surfaces.POOL_COLUMNS))
     return CandidateSet(users, pairs, catalog, heard)
 
 
 # ---- features ------------------------------------------------------------------------------
-def surface_codes(spark: SparkSession, cfg: Config, events: DataFrame) -> DataFrame:
+def surface_codes(spark: SparkSession, cfg: Config) -> DataFrame:
     """``[surface, context, <source code columns>]``: each surface's context as the feature job
-    encodes it, and ``context`` the surface whose raw values stand for that code triple.
-
-    The encoders are fit exactly as compute_features fits them (the fit rows of the profile).
-    """
-    profile = cfg.scoring.profile
-    cutoff = holdout_cutoff(events, cfg.evaluation) if profile == "serving" else None
-    codes = encode.fit_event_codes(events, encode.fit_rows(profile, cutoff))
+    encodes it (its encoders of ``scoring.profile``, silver.label_codes), and ``context`` the
+    surface whose raw values stand for that code triple."""
+    codes = label_codes.event_codes(label_codes.read_codes(spark, cfg.lake.root, cfg.scoring.profile))
     rows = [
         (name, s.source_system_tab, s.source_screen_name, s.source_type)
         for name, s in sorted(cfg.scoring.surfaces.items())
@@ -249,7 +202,7 @@ def coverage(cfg: Config, cands: CandidateSet, ranked: DataFrame) -> dict[str, d
             F.sum((F.col("_recs") == n).cast("long")).alias("with_n"),
             F.sum((F.col("_recs") > n).cast("long")).alias("over"),
             *[F.sum(cond.cast("long")).alias(f"short_{r}") for r, cond in why.items()],
-        ).first()  # one row per surface
+        ).collect()[0]  # one row per surface
         if totals["over"]:
             raise RuntimeError(f"surface {name}: {totals['over']} users got more than {n} rows")
         out[name] = {
@@ -270,7 +223,7 @@ def coverage(cfg: Config, cands: CandidateSet, ranked: DataFrame) -> dict[str, d
 
 def _input_versions(cfg: Config) -> dict[str, int]:
     versions = {}
-    for layer, names in (("bronze", ("events", "members", "songs", "song_extra")), ("silver", SILVER_TABLES)):
+    for layer, names in (("bronze", BRONZE_TABLES), ("silver", SILVER_TABLES)):
         for name in names:
             versions[f"{layer}.{name}"] = lake.version(lake.table_path(cfg.lake.root, layer, name))
     return versions
@@ -278,7 +231,7 @@ def _input_versions(cfg: Config) -> dict[str, int]:
 
 def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     """``relisten score``: candidates, features, ensemble, top-N per surface, Delta output."""
-    clock = _Clock()
+    timer = PhaseTimer("score")
     started = time.perf_counter()
     run_id = new_run_id("score")
     run_date = resolve_run_date(cfg)
@@ -293,27 +246,27 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     log.info("score: run %s date %s, ensemble %s", run_id, run_date, ensemble.versions)
     held = Held()
     try:
-        with clock.stage("candidates"):
+        with timer.phase("candidates"):
             cands = build_pairs(spark, cfg, frames, held)
             n_users, n_pairs = cands.users.count(), cands.pairs.count()
-        with clock.stage("features_and_scoring"):
-            codes = surface_codes(spark, cfg, frames.events)
+        with timer.phase("features_and_scoring"):
+            codes = surface_codes(spark, cfg)
             features = snapshot.pair_features(spark, cfg, frames, cands.pairs, codes)
-            timer = spark.sparkContext.accumulator(0.0)
-            ranked = rank.score_and_rank(features, ensemble, rules, cfg.scoring.batch_size, timer)
+            model_seconds = spark.sparkContext.accumulator(0.0)
+            ranked = rank.score_and_rank(features, ensemble, rules, cfg.scoring.batch_size, model_seconds)
             with rank.arrow_batch_size(spark, cfg.scoring.batch_size):
                 # materialised once, its lineage cut: the writes and the coverage check reuse it,
                 # and their plans stay small (the feature plan behind it is large)
                 ranked = ranked.localCheckpoint(eager=True)
             n_ranked = ranked.count()
-        clock.seconds["model_task_seconds"] = round(float(timer.value), 3)
-        with clock.stage("coverage"):  # before the write: a defect stops the run, not the readers
+        timer.seconds["model_task_seconds"] = round(float(model_seconds.value), 3)
+        with timer.phase("coverage"):  # before the write: a defect stops the run, not the readers
             covered = coverage(cfg, cands, ranked)
-        with clock.stage("write"):
+        with timer.phase("write"):
             table_versions = write_recs(spark, cfg, ranked, run_date, ensemble.stack_version)
     finally:
         held.release()
-    clock.seconds["total"] = round(time.perf_counter() - started, 3)
+    timer.seconds["total"] = round(time.perf_counter() - started, 3)
     short = sum(v for c in covered.values() for k, v in c.items() if k.startswith("short_"))
     return {
         "run_id": run_id,
@@ -328,5 +281,5 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
         "rows": {"users": n_users, "candidate_pairs": n_pairs, "recommendations": n_ranked},
         "coverage": covered,
         "users_short_of_n": short,
-        "seconds": clock.seconds,
+        "seconds": timer.seconds,
     }

@@ -150,10 +150,21 @@ def reference(data: dict[str, pd.DataFrame], profile: str, cutoff: int | None = 
     is_fit = (
         (ev["split"] == "train") & (ev["idx"] < cutoff) if serving else ev["split"].isin(["train", "test"])
     ).to_numpy()
-    fit_ev = ev[is_fit]
     out = pd.DataFrame({"idx": ev["idx"].astype(int)})
+    _event_codes(out, ev, is_fit)
+    reg, exp = _member_columns(out, ev, data, ev[is_fit])
+    songs = song_rows(data, set(ev["song_id"]))
+    fit_songs = set(ev[is_fit]["song_id"])
+    _song_columns(out, ev, songs, fit_songs)
+    _popularity(out, ev, songs, serving)
+    out = _add_features(out, ev, songs, fit_songs, is_fit, serving)
+    extra = _neighbour_columns(out, ev, serving, reg, exp)
+    return pd.concat([out, pd.DataFrame(extra)], axis=1).set_index("idx")
 
-    # event codes and source
+
+def _event_codes(out: pd.DataFrame, ev: pd.DataFrame, is_fit: np.ndarray) -> None:
+    """Event codes and source."""
+    fit_ev = ev[is_fit]
     for c in SOURCES:
         codes = fit_codes(fit_ev[c])
         out[c] = [code(codes, v) for v in ev[c]]
@@ -162,7 +173,11 @@ def reference(data: dict[str, pd.DataFrame], profile: str, cutoff: int | None = 
     ]
     out["source"] = [code(fit_codes(np.array(triples)[is_fit].tolist()), t) for t in triples]
 
-    # members
+
+def _member_columns(
+    out: pd.DataFrame, ev: pd.DataFrame, data: dict[str, pd.DataFrame], fit_ev: pd.DataFrame
+) -> tuple[list, list]:
+    """The member table's columns; returns (registration, expiration) epochs per event."""
     members = {r.msno: r for r in data["members"].itertuples()}
     fit_users = set(fit_ev["msno"])
     msno_codes = fit_codes(fit_users)
@@ -180,10 +195,11 @@ def reference(data: dict[str, pd.DataFrame], profile: str, cutoff: int | None = 
     exp = [epoch_utc8(members[u].expiration_date) if u in members else NAN for u in ev["msno"]]
     out["registration_init_time"], out["expiration_date"] = reg, exp
     out["duration"] = [NAN if _none(r) or _none(e) else int(e - r) for r, e in zip(reg, exp, strict=True)]
+    return reg, exp
 
-    # songs
-    songs = song_rows(data, set(ev["song_id"]))
-    fit_songs = set(fit_ev["song_id"])
+
+def _song_columns(out: pd.DataFrame, ev: pd.DataFrame, songs: dict[str, dict], fit_songs: set) -> None:
+    """The song table's columns."""
     fs = [songs[s] for s in fit_songs]
     enc = {
         "song_code": fit_codes(fit_songs),
@@ -221,7 +237,9 @@ def reference(data: dict[str, pd.DataFrame], profile: str, cutoff: int | None = 
     out["yy"] = [r["yy"] for r in per]
     out["isrc_missing"] = [int(r["isrc"] is None) for r in per]
 
-    # popularity
+
+def _popularity(out: pd.DataFrame, ev: pd.DataFrame, songs: dict[str, dict], serving: bool) -> None:
+    """Popularity counts."""
     idx = ev["idx"].to_numpy()
     users, sids = ev["msno"].tolist(), ev["song_id"].tolist()
     counted = ev["split"].isin(["train", "test"]).to_numpy()
@@ -249,28 +267,53 @@ def reference(data: dict[str, pd.DataFrame], profile: str, cutoff: int | None = 
             rec_cnt.append(log1p(len(rows)))
         out[f"{prefix}_song_cnt"], out[f"{prefix}_rec_cnt"] = song_cnt, rec_cnt
 
-    # step 8: NN values, basis, shares, member_add
-    nn_stems = ("song_length", "artist_song_cnt", "artist_rec_cnt", "song_rec_cnt", "yy")
+
+NN_STEMS = ("song_length", "artist_song_cnt", "artist_rec_cnt", "song_rec_cnt", "yy")
+
+
+def _nn_fill(
+    out: pd.DataFrame, sids: list, songs: dict[str, dict], fit_songs: set, is_fit: np.ndarray, serving: bool
+) -> dict[str, float]:
+    """Step 7's NN fill: song means (serving: static over the fit songs, counts over the fit rows)."""
     if serving:
         static = {c: np.nanmean([_value(songs[s], c) for s in fit_songs]) for c in ("song_length", "yy")}
         dynamic = {
             c: out.loc[is_fit, c].mean() for c in ("artist_song_cnt", "artist_rec_cnt", "song_rec_cnt")
         }
-        fill = {**static, **dynamic}
-    else:
-        first = ~pd.Series(sids).duplicated().to_numpy()
-        fill = {c: out.loc[first, c].mean() for c in nn_stems}
-    nn = {c: out[c].fillna(fill[c]).to_numpy() for c in nn_stems}
-    test_pairs = {(u, s) for u, s, sp in zip(users, sids, ev["split"], strict=True) if sp == "test"}
+        return {**static, **dynamic}
+    first = ~pd.Series(sids).duplicated().to_numpy()
+    return {c: out.loc[first, c].mean() for c in NN_STEMS}
+
+
+def _basis(ev: pd.DataFrame, serving: bool) -> np.ndarray:
+    """The TP+T basis (serving: every row)."""
+    users, sids = ev["msno"].tolist(), ev["song_id"].tolist()
     if serving:
-        basis = np.ones(n, dtype=bool)
-    else:
-        basis = np.array(
-            [
-                sp == "test" or (sp == "train" and (u, s) not in test_pairs)
-                for u, s, sp in zip(users, sids, ev["split"], strict=True)
-            ]
-        )
+        return np.ones(len(ev), dtype=bool)
+    test_pairs = {(u, s) for u, s, sp in zip(users, sids, ev["split"], strict=True) if sp == "test"}
+    return np.array(
+        [
+            sp == "test" or (sp == "train" and (u, s) not in test_pairs)
+            for u, s, sp in zip(users, sids, ev["split"], strict=True)
+        ]
+    )
+
+
+def _add_features(
+    out: pd.DataFrame,
+    ev: pd.DataFrame,
+    songs: dict[str, dict],
+    fit_songs: set,
+    is_fit: np.ndarray,
+    serving: bool,
+) -> pd.DataFrame:
+    """Step 8: NN values, basis, shares, member_add."""
+    idx = ev["idx"].to_numpy()
+    users, sids = ev["msno"].tolist(), ev["song_id"].tolist()
+    n = len(ev)
+    fill = _nn_fill(out, sids, songs, fit_songs, is_fit, serving)
+    nn = {c: out[c].fillna(fill[c]).to_numpy() for c in NN_STEMS}
+    basis = _basis(ev, serving)
 
     def counted_rows(i: int, entity: list) -> list[int]:
         if serving:
@@ -293,10 +336,17 @@ def reference(data: dict[str, pd.DataFrame], profile: str, cutoff: int | None = 
                 rows = counted_rows(i, entity)
                 col.append(sum(1 for j in rows if value[j] == value[i]) / len(rows) if rows else NAN)
             out[name] = col
+    member_add = _member_add(out, [counted_rows(i, users) for i in range(n)], nn, serving)
+    return pd.concat([out, pd.DataFrame(member_add)], axis=1)
+
+
+def _member_add(
+    out: pd.DataFrame, counted: list[list[int]], nn: dict[str, np.ndarray], serving: bool
+) -> dict[str, list]:
+    """member_add of every row over its counted rows."""
     member_add: dict[str, list] = {}
-    for i in range(n):
-        rows = counted_rows(i, users)
-        for stem in nn_stems:
+    for rows in counted:
+        for stem in NN_STEMS:
             vals = [nn[stem][j] for j in rows]
             member_add.setdefault(f"msno_{stem}_mean", []).append(float(np.mean(vals)) if vals else NAN)
             member_add.setdefault(f"msno_{stem}_std", []).append(
@@ -309,9 +359,44 @@ def reference(data: dict[str, pd.DataFrame], profile: str, cutoff: int | None = 
         for c in range(10):
             share = sum(1 for j in rows if out.at[j, "language"] == c) / len(rows) if rows else NAN
             member_add.setdefault(f"msno_language_{c}", []).append(share)
-    out = pd.concat([out, pd.DataFrame(member_add)], axis=1)
+    return member_add
 
-    # step 9: neighbours, flags, time
+
+NEIGHBOUR_STEMS = (
+    "song_code",
+    "artist_name",
+    "song_length",
+    "language",
+    "first_genre_id",
+    "cc",
+    "artist_song_cnt",
+    "genre_song_cnt",
+    "song_rec_cnt",
+    "artist_rec_cnt",
+    "genre_rec_cnt",
+    "composer_song_cnt",
+    "song_timestamp_mean",
+    "song_timestamp_std",
+    "source_type",
+)
+
+
+def _song_time_stats(out: pd.DataFrame, sids: list, idx: np.ndarray, ts: np.ndarray, serving: bool) -> None:
+    n = len(sids)
+    mean, std = [], []
+    for i in range(n):
+        rows = [j for j in range(n) if sids[j] == sids[i] and (idx[j] < idx[i] or not serving)]
+        vals = ts[rows]
+        mean.append(float(vals.mean()) if len(vals) else NAN)
+        std.append(float(vals.std(ddof=1)) if len(vals) > 1 else NAN)
+    out["song_timestamp_mean"], out["song_timestamp_std"] = mean, std
+
+
+def _neighbour_columns(out: pd.DataFrame, ev: pd.DataFrame, serving: bool, reg: list, exp: list) -> dict:
+    """Step 9: neighbours, flags, time."""
+    idx = ev["idx"].to_numpy()
+    users = ev["msno"].tolist()
+    n = len(ev)
     n_train = int((ev["split"] == "train").sum())
     n_total = (
         n_train + round(n_train * KKBOX_TEST / KKBOX_TRAIN)
@@ -319,38 +404,14 @@ def reference(data: dict[str, pd.DataFrame], profile: str, cutoff: int | None = 
         else int(ev["split"].isin(["train", "test"]).sum())
     )
     ts = np.array([timestamp(int(i), n_train, n_total) for i in idx])
-    for prefix, entity in (("song", sids),):
-        mean, std = [], []
-        for i in range(n):
-            rows = [j for j in range(n) if entity[j] == entity[i] and (idx[j] < idx[i] or not serving)]
-            vals = ts[rows]
-            mean.append(float(vals.mean()) if len(vals) else NAN)
-            std.append(float(vals.std(ddof=1)) if len(vals) > 1 else NAN)
-        out[f"{prefix}_timestamp_mean"], out[f"{prefix}_timestamp_std"] = mean, std
+    _song_time_stats(out, ev["song_id"].tolist(), idx, ts, serving)
     prev = _neighbour(users, idx, before=True)
     nxt = _neighbour(users, idx, before=False)
-    stems = [
-        "song_code",
-        "artist_name",
-        "song_length",
-        "language",
-        "first_genre_id",
-        "cc",
-        "artist_song_cnt",
-        "genre_song_cnt",
-        "song_rec_cnt",
-        "artist_rec_cnt",
-        "genre_rec_cnt",
-        "composer_song_cnt",
-        "song_timestamp_mean",
-        "song_timestamp_std",
-        "source_type",
-    ]
     extra: dict[str, object] = {}
     for side, pick in (("before", prev), ("after", nxt)):
         if serving and side == "after":
             continue
-        for stem in stems:
+        for stem in NEIGHBOUR_STEMS:
             col = out[stem].to_numpy()
             extra[f"{side}_{stem}"] = np.array([col[pick(i)] for i in range(n)])
         extra[f"{side}_type_same"] = (extra[f"{side}_source_type"] == out["source_type"].to_numpy()).astype(
@@ -361,7 +422,7 @@ def reference(data: dict[str, pd.DataFrame], profile: str, cutoff: int | None = 
         )
     extra["time_spent"] = [NAN if _none(r) else int(t - r) for t, r in zip(ts, reg, strict=True)]
     extra["time_left"] = [NAN if _none(e) else int(e - t) for t, e in zip(ts, exp, strict=True)]
-    return pd.concat([out, pd.DataFrame(extra)], axis=1).set_index("idx")
+    return extra
 
 
 def _value(song: dict, column: str) -> float:

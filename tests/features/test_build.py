@@ -21,10 +21,10 @@ from relisten_spark import lake, schemas
 from relisten_spark.config import Config, load_config
 from relisten_spark.features import build, manifest
 from relisten_spark.features.build import compute_features
+from relisten_spark.features.catalogue import catalogue, gbdt_columns
 
 pytestmark = pytest.mark.spark
 
-SHARED_388 = Path(__file__).resolve().parents[3] / "shared" / "features" / "final_features_mike_code388.txt"
 CUTOFF = 176  # holdout_cutoff of 220 train rows at holdout_fraction 0.2
 APPENDED = (N_TRAIN + 80, "u02", "s03", "discover", "Explore", "online-playlist", None, "test")
 KEYS = list(build.KEY_COLUMNS)
@@ -115,12 +115,11 @@ def test_full_has_one_row_per_event_and_clean_keys(full) -> None:
 def test_full_columns_are_the_manifest_with_the_388_gbdt_columns(full) -> None:
     features, man = full
     assert list(features.columns) == [k for k in KEYS if k != "idx"] + list(man["name"])
-    assert len(man) == len(manifest.catalogue()) == 453
+    assert len(man) == len(catalogue()) == 453
     gbdt = set(man.loc[man["in_gbdt"], "name"])
-    assert gbdt == set(manifest.gbdt_columns())
+    assert gbdt == set(gbdt_columns())
     assert len(gbdt) == 388
-    if SHARED_388.exists():
-        assert list(man["name"][:388]) == SHARED_388.read_text().split()
+    assert list(man["name"][:388]) == gbdt_columns()  # the thesis code's list (package data)
     nets_extra = {
         "msno_code",
         "song_code",
@@ -261,7 +260,7 @@ def test_run_writes_the_serving_partition_beside_the_full_one(spark, serving_run
     assert set(man["horizon"]) <= {"STATIC", "ROW", "PAST"}
     assert len(man[man["in_gbdt"]]) == 388 - 83  # the 83 FUTURE columns of the 388 are left out
     serving = table[table["profile"] == "serving"]
-    future = [s.name for s in manifest.catalogue() if s.horizon == "FUTURE"]
+    future = [s.name for s in catalogue() if s.horizon == "FUTURE"]
     assert serving[future].isna().all().all()
     svd_member = lake.read(spark, lake.table_path(str(lake_root), "silver", "svd_member")).toPandas()
     assert set(svd_member["profile"]) == {"serving"}
@@ -341,7 +340,11 @@ def test_score_rows_get_the_features_of_an_event_at_that_time(spark, serving) ->
     features = [c for c in serving.columns if c not in KEYS and c != "profile"]
     history = scored.loc[: idx - 1]
     assert _frames_equal(history, serving.loc[: idx - 1], features) == []
+    # the score rows in the order of ``score`` (they tie on idx: their order in the frame is arbitrary)
+    position = {(row[1], row[2]): i for i, row in enumerate(score)}
     rows = scored.loc[[idx]].reset_index()
+    rows["_order"] = [position[pair] for pair in zip(rows["msno"], rows["song_id"], strict=True)]
+    rows = rows.sort_values("_order").reset_index(drop=True)
     assert list(rows["split"]) == ["score"] * 4
     assert rows["target"].isna().all()
     twin = rows.iloc[[0]].set_index(pd.Index([idx]))

@@ -9,7 +9,8 @@ from reference_seq import ARTIST_OF_SONG, events_pandas, events_spark
 from scipy import sparse
 from scipy.sparse.linalg import svds
 
-from relisten_spark.features.svd import add_svd_dots, fit_svd_factors, randomized_svd
+from relisten_spark.features.embeddings import add_svd_dots, fit_svd_factors
+from relisten_spark.features.svd import randomized_svd
 
 pytestmark = pytest.mark.spark
 

@@ -23,7 +23,7 @@ import pandas as pd
 from pyspark.sql import SparkSession
 
 from relisten_spark import schemas
-from relisten_spark.features.build import BronzeFrames
+from relisten_spark.features.bronze import BronzeFrames
 
 N_TRAIN, N_TEST = 220, 80
 

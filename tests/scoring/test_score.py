@@ -14,8 +14,9 @@ from pyspark.testing import assertDataFrameEqual
 from relisten_spark import lake, schemas
 from relisten_spark.config import SurfaceConfig, load_config
 from relisten_spark.errors import ConfigError
-from relisten_spark.features import encode
-from relisten_spark.features.build import BronzeFrames
+from relisten_spark.features import encode, label_codes
+from relisten_spark.features.bronze import BronzeFrames
+from relisten_spark.runtime import Held
 from relisten_spark.scoring import score, surfaces
 
 pytestmark = pytest.mark.spark
@@ -92,9 +93,13 @@ def test_surface_codes_follow_the_feature_encoders(spark, tmp_lake) -> None:
     unseen = SurfaceConfig(source_system_tab="nowhere", source_screen_name="Search", source_type="song")
     cfg = _cfg(tmp_lake, surfaces={"a": same, "b": same.model_copy(), "c": unseen})
     frames = _bronze(spark, cfg)
-    got = score.surface_codes(spark, cfg, frames.events)
-
     fitted = encode.fit_event_codes(frames.events, encode.fit_rows("serving", 6))
+    saved = label_codes.codes_frame(spark, fitted.sources, "serving")  # as the feature job saves them
+    lake.write(
+        spark, saved, lake.table_path(cfg.lake.root, "silver", label_codes.TABLE), partition_by=["profile"]
+    )
+    got = score.surface_codes(spark, cfg)
+
     tab = {r["value"]: r["code"] for r in fitted.sources["source_system_tab"].mapping.collect()}
     unseen_code = fitted.sources["source_system_tab"].unseen
     want = spark.createDataFrame(
@@ -245,7 +250,7 @@ def test_ranked_recommendations_meet_the_acceptance_invariants(spark, tmp_lake) 
     features = [f"f{j}" for j in range(4)]
     stack_version = _register(cfg, features)
     ens = score.rank.load_ensemble(cfg.models.root, "serving")
-    cands = score.build_pairs(spark, cfg, frames, score.Held())
+    cands = score.build_pairs(spark, cfg, frames, Held())
     got = cands.pairs.toPandas()
     assert sorted(r.msno for r in cands.users.collect()) == ["cold", "u1", "u2", "u3"]
     # K = 4 candidates, fewer only where the user may see fewer songs (u2 heard 3 of 6 story songs)
@@ -294,6 +299,7 @@ def test_score_command_end_to_end(spark, tmp_lake) -> None:
     """`relisten features` (serving) then `relisten score` on a tiny lake; gold.runs row."""
     from relisten_spark.cli import run_command
     from relisten_spark.features import manifest
+    from relisten_spark.features.catalogue import gbdt_columns
 
     cfg = _cfg(tmp_lake, candidates=4, run_date=date(2026, 11, 23))
     cfg = cfg.model_copy(update={"features": cfg.features.model_copy(update={"profile": "serving"})})
@@ -303,7 +309,7 @@ def test_score_command_end_to_end(spark, tmp_lake) -> None:
     ((_, built, _),) = run_command("features", cfg)
     assert built["rows"] == len(LOG)
     serving = {s.name for s in manifest.profile_specs("serving")}
-    version = _register(cfg, [c for c in manifest.gbdt_columns() if c in serving])
+    version = _register(cfg, [c for c in gbdt_columns() if c in serving])
 
     ((_, summary, _),) = run_command("score", cfg)
 

@@ -29,7 +29,9 @@ from relisten_spark import lake, schemas
 from relisten_spark.config import ScoringConfig, SurfaceConfig, load_config
 from relisten_spark.errors import InputError
 from relisten_spark.features import build, manifest
-from relisten_spark.features.build import BronzeFrames, compute_features
+from relisten_spark.features.bronze import BronzeFrames, read_bronze
+from relisten_spark.features.build import compute_features
+from relisten_spark.features.catalogue import catalogue
 from relisten_spark.scoring import score, snapshot
 
 pytestmark = pytest.mark.spark
@@ -74,7 +76,7 @@ def lake_with_features(spark, tmp_path_factory: pytest.TempPathFactory):
     for name in ("events", "members", "songs", "song_extra"):
         lake.write(spark, getattr(frames, name), lake.table_path(cfg.lake.root, "bronze", name))
     build.run(spark, cfg)
-    return cfg, build.read_bronze(spark, cfg)
+    return cfg, read_bronze(spark, cfg)
 
 
 def _pairs(spark):
@@ -182,7 +184,7 @@ def _differing(got: pd.DataFrame, want: pd.DataFrame, columns: list[str]) -> dic
 def test_pair_features_equal_compute_features_of_appended_events(spark, lake_with_features) -> None:
     cfg, frames = lake_with_features
     pairs = _pairs(spark)
-    codes = score.surface_codes(spark, cfg, frames.events)
+    codes = score.surface_codes(spark, cfg)
     got = snapshot.pair_features(spark, cfg, frames, pairs, codes).toPandas()
     got = got.set_index(["surface", "msno", "song_id"]).sort_index()
     want = _reference(spark, cfg, frames, pairs, codes)
@@ -191,7 +193,7 @@ def test_pair_features_equal_compute_features_of_appended_events(spark, lake_wit
     assert len(got) == len(SURFACES) * len(PAIRS)
     serving = [s.name for s in manifest.profile_specs("serving")]
     assert _differing(got, want, serving) == {}
-    others = [s.name for s in manifest.catalogue() if s.name not in set(serving)]
+    others = [s.name for s in catalogue() if s.name not in set(serving)]
     assert got[others].isna().all().all()  # FUTURE columns are typed nulls
     # the cases the tiny data was built for are really there
     first = got.xs("u99", level="msno")
@@ -208,7 +210,7 @@ def test_pair_features_equal_compute_features_of_appended_events(spark, lake_wit
 def test_pair_rows_arrive_clustered_by_user(spark, lake_with_features) -> None:
     """What score_and_rank needs: each partition's rows sorted by msno, no user in two."""
     cfg, frames = lake_with_features
-    codes = score.surface_codes(spark, cfg, frames.events)
+    codes = score.surface_codes(spark, cfg)
 
     def summary(batches):
         yield pd.DataFrame({"users": [[m for batch in batches for m in batch["msno"]]]})
@@ -231,7 +233,7 @@ def test_songs_outside_the_log_are_refused(spark, lake_with_features) -> None:
     pairs = spark.createDataFrame(
         [("story", "u01", "s27", "x")], "surface string, msno string, song_id string, artist_key string"
     )
-    codes = score.surface_codes(spark, cfg, frames.events)
+    codes = score.surface_codes(spark, cfg)
     with pytest.raises(InputError, match="s27"):
         snapshot.pair_features(spark, cfg, frames, pairs, codes)
 
@@ -242,6 +244,6 @@ def test_stale_features_are_refused(spark, lake_with_features) -> None:
         [(N_TRAIN + N_TEST, "u01", "s01", None, None, None, None, "test")], schemas.EVENTS
     )
     grown = BronzeFrames(frames.events.unionByName(extra), frames.members, frames.songs, frames.song_extra)
-    codes = score.surface_codes(spark, cfg, grown.events)
+    codes = score.surface_codes(spark, cfg)
     with pytest.raises(InputError, match="stale"):
         snapshot.pair_features(spark, cfg, grown, _pairs(spark), codes)

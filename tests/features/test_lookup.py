@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from pyspark.sql import functions as F
 
-from relisten_spark.features.gbdt_extra import packed_lookup
+from relisten_spark.features.lookup import packed_lookup
 
 pytestmark = pytest.mark.spark
 
