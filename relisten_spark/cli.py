@@ -3,7 +3,9 @@
 The same commands run as ``python -m relisten_spark <command>`` and as
 ``spark-submit jobs/<command>.py``. Each command builds the config and the session, calls one
 stage function ``run(spark, cfg) -> dict`` and prints its summary. Errors caused by input or
-config print one line and exit 2.
+config print one line and exit 2. ``relisten <command> --help`` says what the command reads,
+writes and which config keys matter to it (:data:`DOCS`); ``relisten config show`` prints the
+effective config with every key's description; ``relisten --version`` the package version.
 """
 
 from __future__ import annotations
@@ -15,12 +17,15 @@ import logging
 import shutil
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
-from relisten_spark.config import Config, load_config
+import relisten_spark
+from relisten_spark.config import Config, commented_yaml, load_config
 from relisten_spark.errors import RelistenError
 
 log = logging.getLogger("relisten")
@@ -38,20 +43,144 @@ STAGES: dict[str, tuple[str, bool]] = {
 }
 COMMANDS = [*STAGES, "pipeline"]
 
+# every Spark command's session and lake
+_SESSION = "spark.*, lake.root"
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="relisten", description="relisten_spark batch engine commands")
-    parser.add_argument("command", choices=COMMANDS, help="the stage to run ('pipeline' runs all)")
-    parser.add_argument("--conf", default=None, help="YAML config (default: built-in defaults)")
-    parser.add_argument(
+
+@dataclass(frozen=True)
+class CommandDoc:
+    """What ``relisten <command> --help`` says: the command's job, its inputs and outputs, and
+    the config keys that matter to it (``relisten config show`` describes each key)."""
+
+    summary: str
+    reads: str
+    writes: str
+    keys: str
+
+    def text(self) -> str:
+        """The help text: the summary, then one wrapped paragraph per field."""
+        fields = [("reads:", self.reads), ("writes:", self.writes), ("config:", self.keys)]
+        wrap = [textwrap.fill(v, 100, initial_indent=f"{k:<9}", subsequent_indent=" " * 9) for k, v in fields]
+        return "\n".join([self.summary, "", *wrap])
+
+
+DOCS: dict[str, CommandDoc] = {
+    "generate": CommandDoc(
+        "Generate the calibrated synthetic KKBOX dataset.",
+        "config",
+        "data.raw_dir: members, songs, song_extra_info, train, test CSVs + truth.csv",
+        "data.raw_dir, data.synthetic.* (users, songs, events, seed, test_fraction)",
+    ),
+    "ingest": CommandDoc(
+        "Load the KKBOX CSVs into the bronze Delta tables; malformed rows go to quarantine.",
+        "the KKBOX CSVs in data.raw_dir",
+        "bronze.events, members, songs, song_extra, quarantine",
+        f"data.raw_dir, {_SESSION}",
+    ),
+    "features": CommandDoc(
+        "Build the feature table of one profile (full: the thesis's; serving: point-in-time).",
+        "bronze",
+        "silver.features, silver.feature_manifest, the five SVD tables and silver.label_codes, "
+        "each in its profile partition",
+        f"features.* (profile, windows, svd_*), evaluation.* (the serving profile's cutoff), {_SESSION}",
+    ),
+    "train-gbdt": CommandDoc(
+        "Train LightGBM on Spark barrier tasks and score the holdout.",
+        "silver.features, silver.feature_manifest",
+        "models/lightgbm/<version>/, gold.predictions (model lightgbm)",
+        f"gbdt.* (preset, profile, num_tasks, params, ...), evaluation.*, models.root, {_SESSION}",
+    ),
+    "train-nets": CommandDoc(
+        "Train JENN and F-ELU-Net with PyTorch DDP (TorchDistributor) and score the holdout.",
+        "silver.features, silver.feature_manifest",
+        "models/jenn/..., models/felu_net/..., gold.predictions; the standardised input shards "
+        "live only for the run under <models.root>/.nets-work/<run id>/",
+        f"nets.* (models, preset, profile, num_processes, use_gpu, ...), evaluation.*, models.root, "
+        f"{_SESSION}",
+    ),
+    "train-stack": CommandDoc(
+        "Fit the logistic-regression stack on the base models' calib logits.",
+        "gold.predictions, the base models' registry folders",
+        "models/stack/<version>/, gold.predictions (model stack)",
+        f"stack.* (models, profile, C, max_calib_rows, ...), scoring.profile, models.root, {_SESSION}",
+    ),
+    "evaluate": CommandDoc(
+        "Train the popularity baseline, compute every model's metrics, write the HTML report.",
+        "gold.predictions, silver.features (for the baseline), registry metadata",
+        "gold.predictions (model popularity), gold.metrics, gold/report_<run id>.html",
+        f"evaluation.*, data.raw_dir (truth.csv where present), models.root, {_SESSION}",
+    ),
+    "score": CommandDoc(
+        "Write every user's top-N songs for each product surface, with reasons.",
+        "bronze, silver.features (serving), the SVD tables and silver.label_codes (serving), the models",
+        "gold.recs_story, gold.recs_shopping",
+        f"scoring.* (top_n, candidates, run_date, reasons, surfaces.*), models.root, {_SESSION}",
+    ),
+    "pipeline": CommandDoc(
+        "Run every configured stage in order; feature and training stages once per profile.",
+        "what each stage reads",
+        "what each stage writes",
+        "pipeline.* (stages, profiles, generate) and every stage's keys",
+    ),
+    "config": CommandDoc(
+        "Show the effective config (defaults, then --conf, then --set) with each key's description.",
+        "--conf FILE",
+        "nothing (the YAML goes to stdout; it loads back as a config file)",
+        "every key",
+    ),
+}
+_RUNS = "It also writes one row of gold.runs per stage run. "
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit 2), like the engine's own errors."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _common(defaults: bool) -> _Parser:
+    """The options every command takes: --conf, --set, -v. Given before the command too (as
+    ``relisten --conf FILE ingest``), so the command's copies carry no defaults of their own."""
+
+    def default(value: Any) -> Any:
+        return value if defaults else argparse.SUPPRESS
+
+    common = _Parser(add_help=False)
+    common.add_argument("--conf", default=default(None), help="YAML config (default: built-in defaults)")
+    common.add_argument(
         "--set",
         dest="overrides",
         action="append",
-        default=[],
+        default=default([]),
         metavar="KEY=VALUE",
         help="override a config key, e.g. --set scoring.top_n=10 (repeatable)",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    common.add_argument("-v", "--verbose", action="store_true", default=default(False), help="debug logging")
+    return common
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="relisten",
+        description="relisten_spark batch engine commands; `relisten <command> --help` for each.",
+        parents=[_common(defaults=True)],
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {relisten_spark.__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="<command>")
+    common = [_common(defaults=False)]
+    raw = argparse.RawDescriptionHelpFormatter
+    for name in COMMANDS:
+        doc = DOCS[name]
+        spark = name == "pipeline" or STAGES[name][1]
+        epilog = f"{_RUNS if spark else ''}`relisten config show` describes every key."
+        commands.add_parser(
+            name, help=doc.summary, description=doc.text(), epilog=epilog, parents=common, formatter_class=raw
+        )
+    doc = DOCS["config"]
+    config = commands.add_parser("config", help=doc.summary, description=doc.text(), formatter_class=raw)
+    actions = config.add_subparsers(dest="action", required=True, metavar="<action>")
+    actions.add_parser("show", help=doc.summary, description=doc.text(), parents=common, formatter_class=raw)
     return parser
 
 
@@ -169,8 +298,21 @@ def format_summary(results: Sequence[tuple[str, dict[str, Any], float]]) -> str:
     return "\n".join(lines)
 
 
+def _show_config(args: argparse.Namespace) -> int:
+    """``relisten config show``: the effective config as commented YAML."""
+    try:
+        cfg = load_config(args.conf, args.overrides)
+    except RelistenError as exc:
+        print(f"relisten config {args.action}: error: {exc}", file=sys.stderr)
+        return 2
+    print(commented_yaml(cfg), end="")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "config":
+        return _show_config(args)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

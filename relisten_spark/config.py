@@ -43,111 +43,173 @@ class Section(BaseModel):
 
 
 class SparkConfig(Section):
-    master: str = "local[*]"
-    app_name: str = "relisten"
-    driver_memory: str = "4g"
-    shuffle_partitions: int = Field(8, ge=1)
-    ui: bool = False
-    conf: dict[str, str] = Field(default_factory=dict)
+    master: str = Field(
+        "local[*]", description="Spark master; only local[...] builds a session, others take the existing one"
+    )
+    app_name: str = Field("relisten", description="Spark application name")
+    driver_memory: str = Field("4g", description="driver memory of a local session (spark.driver.memory)")
+    shuffle_partitions: int = Field(
+        8, ge=1, description="spark.sql.shuffle.partitions and default parallelism of a local session"
+    )
+    ui: bool = Field(False, description="start the Spark UI (local sessions)")
+    conf: dict[str, str] = Field(
+        default_factory=dict, description="extra Spark settings, name -> value, for a local session"
+    )
 
 
 class LakeConfig(Section):
-    root: str = "./lakehouse"
+    root: str = Field("./lakehouse", description="root of the Delta tables: <root>/<layer>/<table>")
 
 
 class ModelsConfig(Section):
-    root: str = "./models"
+    root: str = Field("./models", description="model registry folder: <root>/<model>/<version>/")
 
 
 class SyntheticConfig(Section):
-    users: int = Field(1000, ge=2)
-    songs: int = Field(4000, ge=2)
-    events: int = Field(60000, ge=10)
-    seed: int = 7
-    test_fraction: float = Field(0.2574, gt=0, lt=1)
+    users: int = Field(1000, ge=2, description="members generated")
+    songs: int = Field(4000, ge=2, description="songs generated")
+    events: int = Field(60000, ge=10, description="listening events generated (train + test)")
+    seed: int = Field(7, description="generator seed: same settings and seed, same files")
+    test_fraction: float = Field(0.2574, gt=0, lt=1, description="share of the events written to test.csv")
 
 
 class DataConfig(Section):
-    source: Literal["synthetic", "kkbox"] = "synthetic"
-    raw_dir: str = "./data/raw"
-    synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
+    source: Literal["synthetic", "kkbox"] = Field(
+        "synthetic",
+        description="synthetic (generated) or kkbox (real CSVs); pipeline skips generate for kkbox",
+    )
+    raw_dir: str = Field("./data/raw", description="folder of the KKBOX CSVs (and the generator's truth.csv)")
+    synthetic: SyntheticConfig = Field(
+        default_factory=SyntheticConfig, description="size and seed of the generated dataset"
+    )
 
 
 class FeaturesConfig(Section):
-    profile: Profile = "full"
-    svd_song_k: int = Field(48, ge=1)
-    svd_artist_k: int = Field(16, ge=1)
-    windows: list[int] = Field(default_factory=lambda: [10, 25, 500, 5000, 10000, 50000])
-    svd_oversample: int = Field(10, ge=0)
-    svd_power_iters: int = Field(4, ge=0)
-    svd_local_max_nnz: int = Field(2_000_000, ge=0)
-    seed: int = 42
+    profile: Profile = Field(
+        "full", description="full (thesis: aggregates see the whole log) or serving (point-in-time)"
+    )
+    svd_song_k: int = Field(48, ge=1, description="rank of the user x song SVD")
+    svd_artist_k: int = Field(16, ge=1, description="rank of the user x artist SVD")
+    windows: list[int] = Field(
+        default_factory=lambda: [10, 25, 500, 5000, 10000, 50000],
+        description="sizes (in events) of the rolling-window count features",
+    )
+    svd_oversample: int = Field(10, ge=0, description="extra columns of the randomized SVD's sketch")
+    svd_power_iters: int = Field(4, ge=0, description="power iterations of the randomized SVD")
+    svd_local_max_nnz: int = Field(
+        2_000_000, ge=0, description="matrices with at most this many non-zeros are factorised on the driver"
+    )
+    seed: int = Field(42, description="seed of the randomized SVD")
 
 
 class EvaluationConfig(Section):
-    split: Literal["time", "random"] = "time"
-    holdout_fraction: float = Field(0.2, gt=0, lt=1)
-    seed: int = 42
+    split: Literal["time", "random"] = Field(
+        "time", description="holdout split: time (last rows by event order) or random"
+    )
+    holdout_fraction: float = Field(
+        0.2, gt=0, lt=1, description="share of train rows held out (half calib, half eval)"
+    )
+    seed: int = Field(42, description="seed of the random split")
 
 
 class GbdtConfig(Section):
-    backend: Literal["barrier", "synapseml"] = "barrier"
-    preset: Literal["fast", "thesis"] = "fast"
-    profile: Profile = "full"
-    num_tasks: int = Field(2, ge=1)
-    tree_learner: Literal["data", "voting"] = "data"
-    num_boost_round: int | None = Field(None, ge=1)
-    early_stopping_rounds: int = Field(0, ge=0)
-    params: dict[str, Any] = Field(default_factory=dict)
-    network_timeout_s: int = Field(120, ge=5)
-    categorical: Literal["preset", "none", "source", "manifest"] = "preset"
+    backend: Literal["barrier", "synapseml"] = Field(
+        "barrier", description="LightGBM on Spark barrier tasks, or SynapseML where installed"
+    )
+    preset: Literal["fast", "thesis"] = Field(
+        "fast", description="LightGBM settings: fast (demo, tests) or thesis (the thesis's best run)"
+    )
+    profile: Profile = Field("full", description="feature profile the model trains on")
+    num_tasks: int = Field(
+        2, ge=1, description="Spark tasks (LightGBM machines) the training rows are spread over"
+    )
+    tree_learner: Literal["data", "voting"] = Field("data", description="LightGBM's distributed tree learner")
+    num_boost_round: int | None = Field(None, ge=1, description="boosting rounds; null = the preset's")
+    early_stopping_rounds: int = Field(
+        0, ge=0, description="stop after this many rounds without gain on the holdout; 0 = off"
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="LightGBM parameters laid over the preset's, name -> value"
+    )
+    network_timeout_s: int = Field(
+        120, ge=5, description="LightGBM network timeout between the tasks, seconds"
+    )
+    categorical: Literal["preset", "none", "source", "manifest"] = Field(
+        "preset", description="categorical columns: the preset's, none, only source, or the manifest's"
+    )
 
 
 class NetsConfig(Section):
-    models: list[NetName] = Field(default_factory=_net_names)
-    preset: Literal["fast", "thesis"] = "fast"
-    profile: Profile = "full"
-    num_processes: int = Field(2, ge=1)
-    use_gpu: bool = False
-    local_mode: bool = True
-    epochs: int | None = Field(None, ge=1)
-    batch_size: int | None = Field(None, ge=1)
-    activation: Literal["elu", "relu"] = "elu"
-    hidden: int = Field(148, ge=1)
-    batchnorm: bool = False
-    class_weights: bool = False
-    early_stopping_patience: int = Field(3, ge=0)
-    seed: int = 42
-    block_dropout: float = Field(0.0, ge=0, lt=1)
-    learning_rate: float | None = Field(None, gt=0)
-    row_group_rows: int = Field(65536, ge=64)
-    shuffle_buffer_rows: int = Field(131072, ge=1)
-    threads_per_process: int | None = Field(None, ge=1)
-    collective_timeout_s: int = Field(600, ge=10)
+    models: list[NetName] = Field(default_factory=_net_names, description="which nets train-nets trains")
+    preset: Literal["fast", "thesis"] = Field(
+        "fast", description="net settings: fast (demo, tests) or thesis (the notebook's)"
+    )
+    profile: Profile = Field("full", description="feature profile the nets train on")
+    num_processes: int = Field(
+        2, ge=1, description="DistributedDataParallel ranks (TorchDistributor processes)"
+    )
+    use_gpu: bool = Field(False, description="train on CUDA GPUs, one per rank")
+    local_mode: bool = Field(
+        True, description="all ranks on the driver's machine; false = barrier tasks on executors"
+    )
+    epochs: int | None = Field(None, ge=1, description="training epochs; null = the preset's")
+    batch_size: int | None = Field(None, ge=1, description="global batch size; null = the preset's")
+    activation: Literal["elu", "relu"] = Field("elu", description="activation of the dense blocks")
+    hidden: int = Field(148, ge=1, description="hidden units of the dense blocks")
+    batchnorm: bool = Field(False, description="BatchNorm in the dense blocks")
+    class_weights: bool = Field(False, description="weight the loss by inverse class frequency")
+    early_stopping_patience: int = Field(
+        3,
+        ge=0,
+        description="epochs without a better validation AUC before stopping (where the preset stops early)",
+    )
+    seed: int = Field(42, description="seed of weights and shuffling")
+    block_dropout: float = Field(0.0, ge=0, lt=1, description="dropout after each dense block; 0 = none")
+    learning_rate: float | None = Field(None, gt=0, description="initial learning rate; null = the preset's")
+    row_group_rows: int = Field(65536, ge=64, description="rows per Parquet row group of the input shards")
+    shuffle_buffer_rows: int = Field(131072, ge=1, description="rows each rank holds to shuffle its stream")
+    threads_per_process: int | None = Field(
+        None, ge=1, description="torch threads per rank; null = the cores shared out"
+    )
+    collective_timeout_s: int = Field(
+        600, ge=10, description="timeout of the ranks' collective operations, seconds"
+    )
 
 
 class StackConfig(Section):
-    C: float = Field(1.0, gt=0)
-    class_weight: Literal["balanced", "none"] = "balanced"
-    max_iter: int = Field(500, ge=1)
-    # base models whose holdout logits the stack combines (those without predictions are left out)
-    models: list[BaseModelName] = Field(default_factory=_base_model_names)
-    # profile of the base models' predictions; None = scoring.profile (the stack is what scores)
-    profile: Profile | None = None
-    # the calib rows brought to the driver for the fit are a seeded sample of at most this many
-    max_calib_rows: int = Field(1_000_000, ge=10)
-    seed: int = 42
+    C: float = Field(1.0, gt=0, description="inverse regularisation strength of the logistic regression")
+    class_weight: Literal["balanced", "none"] = Field(
+        "balanced", description="class weights of the logistic regression"
+    )
+    max_iter: int = Field(500, ge=1, description="iterations of the lbfgs fit")
+    models: list[BaseModelName] = Field(
+        default_factory=_base_model_names,
+        description="base models whose holdout logits the stack combines (skipped without predictions)",
+    )
+    profile: Profile | None = Field(
+        None, description="profile of the base models' predictions; null = scoring.profile"
+    )
+    max_calib_rows: int = Field(
+        1_000_000,
+        ge=10,
+        description="at most this many calib rows (a seeded sample) are fitted on the driver",
+    )
+    seed: int = Field(42, description="seed of the calib sample")
 
 
 class SurfaceConfig(Section):
-    top_n: int | None = Field(None, ge=1)
-    min_song_length_ms: int | None = None
-    max_song_length_ms: int | None = None
-    source_system_tab: str = "discover"
-    source_screen_name: str = "Online playlist more"
-    source_type: str = "online-playlist"
-    exclude_heard: bool = True
-    max_per_artist: int | None = Field(None, ge=1)
+    top_n: int | None = Field(None, ge=1, description="songs per user on this surface; null = scoring.top_n")
+    min_song_length_ms: int | None = Field(None, description="shortest song shown, ms; null = no bound")
+    max_song_length_ms: int | None = Field(None, description="longest song shown, ms; null = no bound")
+    source_system_tab: str = Field("discover", description="source_system_tab of the scored event")
+    source_screen_name: str = Field(
+        "Online playlist more", description="source_screen_name of the scored event"
+    )
+    source_type: str = Field("online-playlist", description="source_type of the scored event")
+    exclude_heard: bool = Field(True, description="leave out songs the user already heard")
+    max_per_artist: int | None = Field(
+        None, ge=1, description="at most this many songs of one artist; null = no cap"
+    )
 
 
 def _default_surfaces() -> dict[str, SurfaceConfig]:
@@ -172,29 +234,43 @@ def _default_surfaces() -> dict[str, SurfaceConfig]:
 
 
 class ScoringConfig(Section):
-    top_n: int = Field(20, ge=1)
-    candidates: int = Field(200, ge=1)
-    # the partition written (YYYY-MM-DD; YAML and --set parse it as a date); None = today (UTC)
-    run_date: date | None = None
+    top_n: int = Field(20, ge=1, description="songs per user on every surface without its own top_n")
+    candidates: int = Field(200, ge=1, description="nearest songs per user ranked by the ensemble")
+    run_date: date | None = Field(
+        None, description="the partition written (YYYY-MM-DD, parsed as a date); null = today (UTC)"
+    )
     # a candidate is an event "now": only the point-in-time profile describes it (the full
     # profile's FUTURE and BATCH columns would need rows after it)
-    profile: Literal["serving"] = "serving"
-    block_size: int = Field(4096, ge=1)
-    # songs per shard row in candidate generation (one shard = one task-side matrix)
-    song_shard_size: int = Field(500_000, ge=1)
-    # nearest songs generated beyond `candidates`, kept for surface filters and heard exclusion
-    candidate_margin: int = Field(200, ge=0)
-    batch_size: int = Field(8192, ge=1)
-    # what the reasons' contributions are: "path" (per-split credit along the decision path,
-    # scoring/attribution.py) or "shap" (LightGBM's TreeSHAP, ~50x slower on a 100-tree model)
-    reasons: Literal["path", "shap"] = "path"
-    surfaces: dict[str, SurfaceConfig] = Field(default_factory=_default_surfaces)
+    profile: Literal["serving"] = Field("serving", description="feature profile scoring reads (serving only)")
+    block_size: int = Field(
+        4096, ge=1, description="users per block (and songs per step) of candidate generation"
+    )
+    song_shard_size: int = Field(
+        500_000,
+        ge=1,
+        description="songs per shard row in candidate generation (one shard = one task-side matrix)",
+    )
+    candidate_margin: int = Field(
+        200,
+        ge=0,
+        description="nearest songs generated beyond candidates, for surface filters and heard exclusion",
+    )
+    batch_size: int = Field(8192, ge=1, description="rows per Arrow batch of the ranking step")
+    reasons: Literal["path", "shap"] = Field(
+        "path",
+        description="reasons' contributions: path (credit along the decision path) or shap (TreeSHAP)",
+    )
+    surfaces: dict[str, SurfaceConfig] = Field(
+        default_factory=_default_surfaces, description="product surfaces, name -> filters and context"
+    )
 
 
 class PipelineConfig(Section):
-    generate: bool = True
-    # feature and training stages run once per profile; scoring uses scoring.profile
-    profiles: list[Profile] = Field(default_factory=_profiles)
+    generate: bool = Field(True, description="run generate first (never with data.source kkbox)")
+    profiles: list[Profile] = Field(
+        default_factory=_profiles,
+        description="profiles the feature and training stages run for, in turn; scoring uses scoring.profile",
+    )
     stages: list[str] = Field(
         default_factory=lambda: [
             "generate",
@@ -205,22 +281,27 @@ class PipelineConfig(Section):
             "train-stack",
             "evaluate",
             "score",
-        ]
+        ],
+        description="the stages pipeline runs, in order",
     )
 
 
 class Config(Section):
-    spark: SparkConfig = Field(default_factory=SparkConfig)
-    lake: LakeConfig = Field(default_factory=LakeConfig)
-    models: ModelsConfig = Field(default_factory=ModelsConfig)
-    data: DataConfig = Field(default_factory=DataConfig)
-    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
-    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
-    gbdt: GbdtConfig = Field(default_factory=GbdtConfig)
-    nets: NetsConfig = Field(default_factory=NetsConfig)
-    stack: StackConfig = Field(default_factory=StackConfig)
-    scoring: ScoringConfig = Field(default_factory=ScoringConfig)
-    pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    spark: SparkConfig = Field(default_factory=SparkConfig, description="the Spark session")
+    lake: LakeConfig = Field(default_factory=LakeConfig, description="where the Delta tables live")
+    models: ModelsConfig = Field(default_factory=ModelsConfig, description="where the trained models live")
+    data: DataConfig = Field(default_factory=DataConfig, description="the raw data: source and location")
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig, description="the feature job")
+    evaluation: EvaluationConfig = Field(
+        default_factory=EvaluationConfig, description="the holdout protocol (fit / calib / eval / test)"
+    )
+    gbdt: GbdtConfig = Field(default_factory=GbdtConfig, description="LightGBM training (train-gbdt)")
+    nets: NetsConfig = Field(
+        default_factory=NetsConfig, description="JENN and F-ELU-Net training (train-nets)"
+    )
+    stack: StackConfig = Field(default_factory=StackConfig, description="the stacking model (train-stack)")
+    scoring: ScoringConfig = Field(default_factory=ScoringConfig, description="top-N scoring (score)")
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig, description="what pipeline runs")
 
     def digest(self) -> str:
         """A short stable hash of the whole config, recorded with every run."""
@@ -305,3 +386,45 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         return Config.model_validate(tree)
     except ValidationError as err:
         raise ConfigError(_format_error(err)) from None
+
+
+def commented_yaml(section: BaseModel, indent: int = 0) -> str:
+    """``section`` as YAML, each key followed by its description as a comment.
+
+    The text loads back (``yaml.safe_load``) as ``section.model_dump()``, so it is a valid config
+    file. Sections nest; a free-form mapping or a list is written in flow style where it fits
+    one line.
+    """
+    lines: list[str] = []
+    for name, field in type(section).model_fields.items():
+        _emit(lines, name, getattr(section, name), field.description or "", indent)
+    return "".join(f"{line}\n" for line in lines)
+
+
+def _yaml_line(key: str, value: Any) -> list[str]:
+    """``key: value`` in block style; a list or mapping value in flow style where it holds scalars."""
+    flow = None if isinstance(value, dict | list) else False
+    text = yaml.safe_dump({key: value}, default_flow_style=flow, sort_keys=False, width=10**6)
+    return text.rstrip("\n").splitlines()
+
+
+def _emit(lines: list[str], key: str, value: Any, note: str, indent: int) -> None:
+    pad = " " * indent
+    comment = f"  # {note}" if note else ""
+    sections = isinstance(value, dict) and value and all(isinstance(v, BaseModel) for v in value.values())
+    if isinstance(value, BaseModel) or sections:
+        head = _yaml_line(key, None)[0].removesuffix(" null")
+        lines.append(f"{pad}{head}{comment}")
+        if isinstance(value, BaseModel):
+            lines.extend(commented_yaml(value, indent + 2).splitlines())
+        else:
+            for name, sub in value.items():
+                _emit(lines, name, sub, "", indent + 2)
+        return
+    text = _yaml_line(key, value)
+    if len(text) == 1:
+        lines.append(f"{pad}{text[0]}{comment}")
+        return
+    if note:
+        lines.append(f"{pad}# {note}")
+    lines.extend(f"{pad}{line}" for line in text)

@@ -75,3 +75,124 @@ def test_the_summary_ends_with_the_report_and_the_tables() -> None:
         "report: lake/reports/e1.html",
         "gold.recs_story: lake/gold/recs_story (version 3)",
     ]
+
+
+def _help(*command: str) -> str:
+    out = _run("-m", "relisten_spark", *command, "--help")
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_every_command_has_its_own_help() -> None:
+    from relisten_spark.cli import DOCS
+
+    texts = {command: _help(command) for command in COMMANDS}
+    assert len(set(texts.values())) == len(COMMANDS)  # no two commands share a help text
+    for command, text in texts.items():
+        doc = DOCS[command]
+        assert f"usage: relisten {command}" in text
+        for field in ("reads:", "writes:", "config:", "--conf", "--set"):
+            assert field in text, (command, field)
+        flat = " ".join(text.split())  # the help wraps long lines
+        for part in (doc.summary, doc.reads, doc.writes, doc.keys):
+            assert " ".join(part.split()) in flat, (command, part)
+
+
+@pytest.mark.parametrize(
+    ("command", "tables"),
+    [
+        ("ingest", ["bronze.events", "quarantine", "data.raw_dir"]),
+        ("features", ["silver.features", "silver.feature_manifest", "silver.label_codes", "features.*"]),
+        ("train-gbdt", ["silver.features", "models/lightgbm/", "gold.predictions", "gbdt.*"]),
+        ("train-nets", ["models/jenn/", "models/felu_net/", "gold.predictions", "nets.*"]),
+        ("train-stack", ["gold.predictions", "models/stack/", "stack.*"]),
+        ("evaluate", ["gold.metrics", "report_", "evaluation.*"]),
+        ("score", ["gold.recs_story", "gold.recs_shopping", "silver.label_codes", "scoring.*"]),
+        ("generate", ["truth.csv", "data.synthetic.*"]),
+        ("pipeline", ["pipeline.*"]),
+    ],
+)
+def test_help_names_the_commands_tables_and_keys(command: str, tables: list[str]) -> None:
+    text = _help(command)
+    for table in tables:
+        assert table in text, (command, table)
+
+
+def test_top_level_help_lists_every_command() -> None:
+    text = _help()
+    for command in [*COMMANDS, "config"]:
+        assert command in text
+
+
+def test_config_show_prints_the_effective_config_with_descriptions(tmp_path: Path) -> None:
+    import yaml
+
+    from relisten_spark.config import Config, load_config
+
+    conf = tmp_path / "c.yaml"
+    conf.write_text("scoring:\n  top_n: 7\n")
+    overrides = ["data.synthetic.users=123", "scoring.surfaces.story.max_per_artist=4"]
+    sets = [arg for kv in overrides for arg in ("--set", kv)]
+    out = _run("-m", "relisten_spark", "config", "show", "--conf", str(conf), *sets)
+    assert out.returncode == 0, out.stderr
+    effective = load_config(conf, overrides)
+    assert yaml.safe_load(out.stdout) == effective.model_dump()
+    assert effective.scoring.top_n == 7
+    assert effective.data.synthetic.users == 123
+    for name, field in Config.model_fields.items():
+        assert f"{name}:  # {field.description}" in out.stdout
+    users = type(effective.data.synthetic).model_fields["users"].description
+    assert f"users: 123  # {users}" in out.stdout
+    # the output is itself a config file
+    again = tmp_path / "shown.yaml"
+    again.write_text(out.stdout)
+    assert load_config(again) == effective
+
+
+def test_config_show_reports_a_bad_key_in_one_line() -> None:
+    out = _run("-m", "relisten_spark", "config", "show", "--set", "lake.rot=x")
+    assert out.returncode == 2
+    assert out.stderr.strip() == "relisten config show: error: unknown config key: lake.rot"
+
+
+def test_version() -> None:
+    from importlib.metadata import version
+
+    import relisten_spark
+
+    out = _run("-m", "relisten_spark", "--version")
+    assert out.returncode == 0
+    assert out.stdout.strip() == f"relisten {relisten_spark.__version__}"
+    assert relisten_spark.__version__ == version("relisten_spark")
+
+
+@pytest.mark.parametrize("argv", [["nope"], [], ["ingest", "--bogus"], ["config"]])
+def test_usage_errors_are_one_line_and_exit_2(argv: list[str]) -> None:
+    out = _run("-m", "relisten_spark", *argv)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert lines[0].startswith("relisten")
+    assert "error:" in lines[0]
+    assert out.stdout == ""
+
+
+def test_options_before_the_command_still_work() -> None:
+    from relisten_spark.cli import _parser
+
+    args = _parser().parse_args(["--conf", "a.yaml", "--set", "x=1", "ingest", "-v"])
+    assert (args.command, args.conf, args.overrides, args.verbose) == ("ingest", "a.yaml", ["x=1"], True)
+    args = _parser().parse_args(["score", "--conf", "b.yaml", "--set", "x=1", "--set", "y=2"])
+    assert (args.command, args.conf, args.overrides, args.verbose) == (
+        "score",
+        "b.yaml",
+        ["x=1", "y=2"],
+        False,
+    )
+
+
+def test_job_files_show_their_commands_help() -> None:
+    out = _run("jobs/score.py", "--help")
+    assert out.returncode == 0
+    assert "usage: relisten score" in out.stdout
+    assert "gold.recs_story" in out.stdout
