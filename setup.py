@@ -2,8 +2,10 @@
 
 from setuptools import find_packages, setup
 
+# pyspark is not a hard requirement: a cluster's runtime brings its own Spark, which installing
+# the wheel must keep; `[local]` adds the pinned one. relisten_spark.compat declares the supported
+# range (pyspark>=4.0,<4.2) and checks it at start.
 INSTALL_REQUIRES = [
-    "pyspark==4.1.4",
     "pandas>=2.2,<3",
     "pyarrow>=18",
     "numpy>=1.26,<3",
@@ -13,12 +15,16 @@ INSTALL_REQUIRES = [
     "deltalake==1.6.6",
     "PyYAML>=6.0",
     "pydantic>=2.7,<3",
+    "mlflow==3.17.2",  # tracking and the model registry (relisten_spark.tracking)
     "psutil>=5.9",
+    "plotly==7.1.0",
 ]
 
 EXTRAS_REQUIRE = {
+    "local": ["pyspark==4.1.4"],
     "torch": ["torch==2.13.0"],
-    "dev": ["pytest>=8", "ruff>=0.6", "mypy==2.4.1"],
+    # duckdb and polars: only the test that runs TABLES.md's reading examples uses them
+    "dev": ["pytest>=8", "ruff>=0.6", "mypy==2.4.1", "duckdb==2.0.1", "polars==2.1.0"],
 }
 
 setup(

@@ -25,6 +25,8 @@ from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 import relisten_spark
+from relisten_spark import preflight
+from relisten_spark.compat import check_versions
 from relisten_spark.config import Config, commented_yaml, load_config
 from relisten_spark.errors import RelistenError
 
@@ -33,15 +35,21 @@ log = logging.getLogger("relisten")
 # command -> (module, needs a Spark session)
 STAGES: dict[str, tuple[str, bool]] = {
     "generate": ("relisten_spark.data.synthetic.generator", False),
-    "ingest": ("relisten_spark.data.kkbox", True),
+    "ingest": ("relisten_spark.data.ingest", True),
     "features": ("relisten_spark.features.build", True),
     "train-gbdt": ("relisten_spark.models.gbdt.stage", True),
     "train-nets": ("relisten_spark.models.ddp.stage", True),
     "train-stack": ("relisten_spark.models.stack", True),
+    "train-retriever": ("relisten_spark.retrieval.train", True),
+    "candidates": ("relisten_spark.retrieval.candidates", True),
     "evaluate": ("relisten_spark.evaluation.evaluate", True),
     "score": ("relisten_spark.scoring.score", True),
+    "vacuum": ("relisten_spark.housekeeping", False),
+    "backtest": ("relisten_spark.evaluation.backtest", True),
 }
 COMMANDS = [*STAGES, "pipeline"]
+# commands whose rerun with unchanged inputs and config is a no-op unless --force
+FORCEABLE = ("ingest", "features", "pipeline")
 
 # every Spark command's session and lake
 _SESSION = "spark.*, lake.root"
@@ -72,10 +80,11 @@ DOCS: dict[str, CommandDoc] = {
         "data.raw_dir, data.synthetic.* (users, songs, events, seed, test_fraction)",
     ),
     "ingest": CommandDoc(
-        "Load the KKBOX CSVs into the bronze Delta tables; malformed rows go to quarantine.",
-        "the KKBOX CSVs in data.raw_dir",
+        "Load the KKBOX CSVs (or, with data.source interactions, a user-item log) into the bronze "
+        "Delta tables; malformed rows go to quarantine.",
+        "the KKBOX CSVs in data.raw_dir, or data.interactions.path (and items_path)",
         "bronze.events, members, songs, song_extra, quarantine",
-        f"data.raw_dir, {_SESSION}",
+        f"data.source, data.raw_dir, data.encoding, data.allow_empty, data.interactions.*, {_SESSION}",
     ),
     "features": CommandDoc(
         "Build the feature table of one profile (full: the thesis's; serving: point-in-time).",
@@ -104,6 +113,24 @@ DOCS: dict[str, CommandDoc] = {
         "models/stack/<version>/, gold.predictions (model stack)",
         f"stack.* (models, profile, C, max_calib_rows, ...), scoring.profile, models.root, {_SESSION}",
     ),
+    "train-retriever": CommandDoc(
+        "Train the transformer retriever (next-item, DDP via TorchDistributor) and evaluate it and the "
+        "baselines by full ranking.",
+        "bronze.events, bronze.songs",
+        "models/retriever/<version>/ (retriever.pt, items.parquet, vocab.json), gold.metrics (model "
+        "retriever and the baselines); the sequences live only for the run under "
+        "<models.root>/.retriever-work/<run id>/",
+        f"retriever.* (loss, max_len, epochs, batch_size, num_processes, use_gpu, ...), evaluation.*, "
+        f"models.root, {_SESSION}",
+    ),
+    "candidates": CommandDoc(
+        "Every user's scoring.candidates candidate songs from the retriever, SVD, ALS and popular "
+        "sources (exact blocked top-K), mixed by quota.",
+        "bronze.events, bronze.songs, the latest retriever, the SVD tables (serving) for the svd source",
+        "silver.candidates (the run_date partition)",
+        f"scoring.* (candidate_sources, candidates, run_date, block_size, surfaces.*.exclude_heard), "
+        f"retriever.max_len, models.root, {_SESSION}",
+    ),
     "evaluate": CommandDoc(
         "Train the popularity baseline, compute every model's metrics, write the HTML report.",
         "gold.predictions, silver.features (for the baseline), registry metadata",
@@ -112,9 +139,26 @@ DOCS: dict[str, CommandDoc] = {
     ),
     "score": CommandDoc(
         "Write every user's top-N songs for each product surface, with reasons.",
-        "bronze, silver.features (serving), the SVD tables and silver.label_codes (serving), the models",
+        "bronze, silver.features (serving), silver.candidates (else the SVD tables), silver.label_codes "
+        "(serving), the models",
         "gold.recs_story, gold.recs_shopping",
         f"scoring.* (top_n, candidates, run_date, reasons, surfaces.*), models.root, {_SESSION}",
+    ),
+    "backtest": CommandDoc(
+        "Top-N lists as of the holdout cutoff against the eval period (HitRate, Recall, NDCG, MRR), "
+        "beyond-accuracy measures of those lists and of the production lists, lever trade-offs.",
+        "bronze, silver.features (serving), the SVD tables and silver.label_codes (serving), the models, "
+        "gold.recs_<surface> (the latest run_date)",
+        "gold.metrics (its topn:<surface>[:<setting>] rows; the other rows stay)",
+        f"scoring.* (surfaces.*: top_n, max_per_artist, popularity_penalty, mmr_*), evaluation.*, "
+        f"models.root, {_SESSION}",
+    ),
+    "vacuum": CommandDoc(
+        "Delta VACUUM of every lake table: delete files older than lake.retention_hours that no kept "
+        "version needs, and dead writers' staging folders (--dry-run lists them).",
+        "every table of lake.root",
+        "nothing but deletions",
+        "lake.root, lake.retention_hours",
     ),
     "pipeline": CommandDoc(
         "Run every configured stage in order; feature and training stages once per profile.",
@@ -174,9 +218,15 @@ def _parser() -> argparse.ArgumentParser:
         doc = DOCS[name]
         spark = name == "pipeline" or STAGES[name][1]
         epilog = f"{_RUNS if spark else ''}`relisten config show` describes every key."
-        commands.add_parser(
+        sub = commands.add_parser(
             name, help=doc.summary, description=doc.text(), epilog=epilog, parents=common, formatter_class=raw
         )
+        if name in FORCEABLE:
+            sub.add_argument(
+                "--force", action="store_true", help="rebuild although inputs and config are unchanged"
+            )
+        if name == "vacuum":
+            sub.add_argument("--dry-run", action="store_true", help="list the files it would delete")
     doc = DOCS["config"]
     config = commands.add_parser("config", help=doc.summary, description=doc.text(), formatter_class=raw)
     actions = config.add_subparsers(dest="action", required=True, metavar="<action>")
@@ -220,7 +270,7 @@ def plan(command: str, cfg: Config) -> list[tuple[str, Config]]:
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
         raise RelistenError(f"unknown pipeline stage(s) in pipeline.stages: {', '.join(unknown)}")
-    if not cfg.pipeline.generate or cfg.data.source == "kkbox":
+    if not cfg.pipeline.generate or cfg.data.source != "synthetic":
         stages = [s for s in stages if s != "generate"]
     steps: list[tuple[str, Config]] = []
     for stage in stages:
@@ -240,11 +290,14 @@ def run_command(command: str, cfg: Config) -> list[tuple[str, dict[str, Any], fl
     results = []
     for stage, step_cfg in plan(command, cfg):
         needs_spark = STAGES[stage][1]
+        preflight.check_lake(stage, step_cfg)  # first: a lake that cannot be written records nothing
         if needs_spark and spark is None:
             check_java()
+            from relisten_spark.runtime import use_checkpoint_dir
             from relisten_spark.session import build_session
 
             spark = build_session(cfg.spark)
+            use_checkpoint_dir(spark, cfg.lake.root)
         label = (
             stage
             if stage not in PROFILE_KEYS
@@ -253,15 +306,20 @@ def run_command(command: str, cfg: Config) -> list[tuple[str, dict[str, Any], fl
         log.info("stage %s: starting", label)
         started, clock = datetime.now(UTC), time.perf_counter()
         fn = _stage_fn(stage)
+        from relisten_spark.runtime import heartbeat  # lazily: it loads pyspark
+
         try:
-            summary = (fn(spark, step_cfg) if needs_spark else fn(step_cfg)) or {}
+            preflight.check_models(stage, step_cfg)
+            with heartbeat(f"stage {label}"):  # a line every 20 s while the stage runs
+                summary = (fn(spark, step_cfg) if needs_spark else fn(step_cfg)) or {}
         except Exception as exc:
             if spark is not None:
                 _record(spark, step_cfg, stage, started, "failed", f"{type(exc).__name__}: {exc}"[:2000], {})
             raise
         elapsed = time.perf_counter() - clock
         if spark is not None:
-            _record(spark, step_cfg, stage, started, "succeeded", "", summary)
+            status = "skipped" if summary.get("skipped") else "succeeded"
+            _record(spark, step_cfg, stage, started, status, str(summary.get("skipped") or ""), summary)
         log.info("stage %s: done in %.1f s", label, elapsed)
         results.append((label, summary, elapsed))
     return results
@@ -278,6 +336,21 @@ def _record(
         record_run(spark, cfg, run_id, stage, started, datetime.now(UTC), status, message, summary)
     except Exception as exc:  # the lake itself may be what failed
         log.warning("could not record the run of %s in gold.runs: %s", stage, exc)
+
+
+def summary_rows(results: Sequence[tuple[str, dict[str, Any], float]]) -> list[tuple[str, str, str]]:
+    """``(stage, key, value as text)`` per summary entry, plus each stage's seconds: what the
+    notebooks ``display()``.
+
+    >>> summary_rows([("ingest", {"rows": {"events": 3}, "run_id": "r1"}, 1.25)])
+    [('ingest', 'rows', '{"events": 3}'), ('ingest', 'run_id', 'r1'), ('ingest', 'seconds', '1.2')]
+    """
+    rows = []
+    for stage, summary, elapsed in results:
+        for key, value in summary.items():
+            rows.append((stage, key, value if isinstance(value, str) else json.dumps(value, default=str)))
+        rows.append((stage, "seconds", f"{elapsed:.1f}"))
+    return rows
 
 
 def format_summary(results: Sequence[tuple[str, dict[str, Any], float]]) -> str:
@@ -321,10 +394,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     for noisy in ("py4j", "pyspark"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
+        check_versions()  # one line and exit 2 on an unsupported pyspark or Python
         cfg = load_config(args.conf, args.overrides)
-        results = run_command(args.command, cfg)
-    except RelistenError as exc:
-        print(f"relisten {args.command}: error: {exc}", file=sys.stderr)
+        from relisten_spark.runs import RunFlags, using_flags  # lazily: it loads pyspark
+
+        switches = RunFlags(getattr(args, "force", False), getattr(args, "dry_run", False))
+        with using_flags(switches):
+            results = run_command(args.command, cfg)
+    except Exception as exc:
+        error = preflight.input_error(exc)  # a RelistenError, or an input cause escaped from Spark
+        if error is None:
+            raise
+        print(f"relisten {args.command}: error: {error}", file=sys.stderr)
         return 2
     print(format_summary(results))
     return 0

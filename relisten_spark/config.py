@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError
 
 from relisten_spark.errors import ConfigError
 
@@ -52,6 +52,10 @@ class SparkConfig(Section):
         8, ge=1, description="spark.sql.shuffle.partitions and default parallelism of a local session"
     )
     ui: bool = Field(False, description="start the Spark UI (local sessions)")
+    log_config: str = Field(
+        "conf/log4j2.properties",
+        description="log4j2 file for a local session's JVM (Spark at WARN); unused when the file is missing",
+    )
     conf: dict[str, str] = Field(
         default_factory=dict, description="extra Spark settings, name -> value, for a local session"
     )
@@ -59,6 +63,12 @@ class SparkConfig(Section):
 
 class LakeConfig(Section):
     root: str = Field("./lakehouse", description="root of the Delta tables: <root>/<layer>/<table>")
+    retention_hours: int = Field(
+        168, ge=0, description="relisten vacuum keeps the files of the versions of the last N hours"
+    )
+    vacuum_after_write: bool = Field(
+        False, description="vacuum (lake.retention_hours) each table a stage has just committed"
+    )
 
 
 class ModelsConfig(Section):
@@ -73,12 +83,44 @@ class SyntheticConfig(Section):
     test_fraction: float = Field(0.2574, gt=0, lt=1, description="share of the events written to test.csv")
 
 
+class InteractionsConfig(Section):
+    path: str = Field(
+        "./data/interactions.tsv",
+        description="the interactions file (user, item[, timestamp]) or a folder of them",
+    )
+    items_path: str | None = Field(
+        None, description="optional item metadata file (item[, artist, genre, language, name]); null = none"
+    )
+    delimiter: Literal["auto", "tab", "comma", "whitespace"] = Field(
+        "auto",
+        description="field separator; auto = tab, else comma, else runs of blanks (from the first line)",
+    )
+    header: bool = Field(
+        True, description="the first line names the columns (RecBole's name:type headers included)"
+    )
+    protocol: Literal["leave_one_out", "time"] = Field(
+        "leave_one_out",
+        description="holdout: per user last event eval, the one before calib; or time (evaluation.*)",
+    )
+
+
 class DataConfig(Section):
-    source: Literal["synthetic", "kkbox"] = Field(
+    source: Literal["synthetic", "kkbox", "interactions"] = Field(
         "synthetic",
-        description="synthetic (generated) or kkbox (real CSVs); pipeline skips generate for kkbox",
+        description="synthetic (generated), kkbox (real CSVs) or interactions (a user-item log); "
+        "pipeline skips generate unless synthetic",
+    )
+    interactions: InteractionsConfig = Field(
+        default_factory=InteractionsConfig,
+        description="the generic interactions file (data.source interactions)",
     )
     raw_dir: str = Field("./data/raw", description="folder of the KKBOX CSVs (and the generator's truth.csv)")
+    encoding: Literal["utf-8", "latin-1"] = Field(
+        "utf-8", description="encoding of the KKBOX CSVs; a byte invalid in it stops ingest naming the line"
+    )
+    allow_empty: bool = Field(
+        False, description="accept KKBOX CSVs without data rows (else a header-only train.csv is an error)"
+    )
     synthetic: SyntheticConfig = Field(
         default_factory=SyntheticConfig, description="size and seed of the generated dataset"
     )
@@ -176,6 +218,52 @@ class NetsConfig(Section):
     )
 
 
+class RetrieverConfig(Section):
+    max_len: int = Field(
+        200, ge=2, description="events per user sequence the retriever reads (the last ones)"
+    )
+    hidden: int = Field(64, ge=8, description="width of the transformer (embeddings and blocks)")
+    layers: int = Field(2, ge=1, description="causal self-attention blocks")
+    heads: int = Field(2, ge=1, description="attention heads per block (hidden must divide by it)")
+    inner: int = Field(256, ge=8, description="width of each block's feed-forward layer")
+    dropout: float = Field(0.2, ge=0, lt=1, description="dropout of embeddings, attention and blocks")
+    loss: Literal["full", "sampled", "sampled_logq", "sampled_logq_corrected"] = Field(
+        "sampled_logq",
+        description="next-item loss: full softmax or a sampled softmax (see retrieval/losses.py)",
+    )
+    uniform_negatives: int = Field(
+        256, ge=0, description="uniform negatives per batch drawn besides the in-batch ones (sampled losses)"
+    )
+    temperature: float = Field(1.0, gt=0, description="logits are dot products divided by this")
+    epochs: int = Field(10, ge=1, description="most training epochs")
+    batch_size: int = Field(128, ge=1, description="user sequences per global batch")
+    learning_rate: float = Field(0.001, gt=0, description="Adam learning rate")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay; 0 = plain Adam")
+    early_stopping_patience: int = Field(
+        3, ge=0, description="epochs without a better validation NDCG@10 before stopping; 0 = off"
+    )
+    exclude_heard: bool = Field(
+        False, description="validation ranking leaves out the items of the input sequence"
+    )
+    seed: int = Field(42, description="seed of weights, shuffling and negatives")
+    num_processes: int = Field(
+        1, ge=1, description="DistributedDataParallel ranks (TorchDistributor processes)"
+    )
+    use_gpu: bool = Field(False, description="train on CUDA GPUs, one per rank")
+    local_mode: bool = Field(
+        True, description="all ranks on the driver's machine; false = barrier tasks on executors"
+    )
+    shuffle_buffer_rows: int = Field(
+        8192, ge=1, description="sequences each rank holds to shuffle its stream"
+    )
+    threads_per_process: int | None = Field(
+        None, ge=1, description="torch threads per rank; null = the cores shared out"
+    )
+    collective_timeout_s: int = Field(
+        600, ge=10, description="timeout of the ranks' collective operations, seconds"
+    )
+
+
 class StackConfig(Section):
     C: float = Field(1.0, gt=0, description="inverse regularisation strength of the logistic regression")
     class_weight: Literal["balanced", "none"] = Field(
@@ -210,6 +298,15 @@ class SurfaceConfig(Section):
     max_per_artist: int | None = Field(
         None, ge=1, description="at most this many songs of one artist; null = no cap"
     )
+    popularity_penalty: float = Field(
+        0.0, ge=0, description="rank by score - this * log1p(song plays): higher favours less popular songs"
+    )
+    mmr_weight: float = Field(
+        0.0, ge=0, le=1, description="diversity re-rank (MMR) weight on similarity to songs above; 0 = off"
+    )
+    mmr_similarity: Literal["artist", "genre", "svd"] = Field(
+        "genre", description="similarity of the MMR re-rank: same artist, same first genre, or SVD cosine"
+    )
 
 
 def _default_surfaces() -> dict[str, SurfaceConfig]:
@@ -233,9 +330,21 @@ def _default_surfaces() -> dict[str, SurfaceConfig]:
     }
 
 
+CandidateSource = Literal["retriever", "svd", "als", "popular"]
+
+
+def _default_candidate_sources() -> dict[CandidateSource, int]:
+    return {"retriever": 150, "svd": 30, "popular": 20}
+
+
 class ScoringConfig(Section):
     top_n: int = Field(20, ge=1, description="songs per user on every surface without its own top_n")
-    candidates: int = Field(200, ge=1, description="nearest songs per user ranked by the ensemble")
+    candidates: int = Field(200, ge=1, description="candidate songs per user ranked by the ensemble")
+    candidate_sources: dict[CandidateSource, NonNegativeInt] = Field(
+        default_factory=_default_candidate_sources,
+        description="relisten candidates: source -> quota of songs, in priority order (retriever, svd, "
+        "als, popular; 0 = off); short sources are filled from the others",
+    )
     run_date: date | None = Field(
         None, description="the partition written (YYYY-MM-DD, parsed as a date); null = today (UTC)"
     )
@@ -279,10 +388,36 @@ class PipelineConfig(Section):
             "train-gbdt",
             "train-nets",
             "train-stack",
-            "evaluate",
+            "train-retriever",
+            "candidates",
             "score",
+            "backtest",
+            "evaluate",
         ],
         description="the stages pipeline runs, in order",
+    )
+
+
+class TrackingConfig(Section):
+    enabled: bool = Field(True, description="log every stage's run and register its models in MLflow")
+    uri: str | None = Field(
+        None,
+        description="MLflow tracking URI (e.g. databricks); null = sqlite:///<lake.root>/mlflow/mlflow.db",
+    )
+    registry_uri: str | None = Field(
+        None, description="MLflow model registry URI (e.g. databricks-uc); null = the tracking URI"
+    )
+    artifact_location: str | None = Field(
+        None,
+        description="artifact root of a new experiment; null = <lake.root>/mlflow/artifacts, or the "
+        "server's default with a tracking.uri",
+    )
+    experiment: str = Field(
+        "relisten", description="MLflow experiment of the runs (a workspace path on Databricks)"
+    )
+    registered_model_prefix: str = Field(
+        "relisten_",
+        description="registered model name = prefix + model (Unity Catalog: '<catalog>.<schema>.')",
     )
 
 
@@ -300,8 +435,14 @@ class Config(Section):
         default_factory=NetsConfig, description="JENN and F-ELU-Net training (train-nets)"
     )
     stack: StackConfig = Field(default_factory=StackConfig, description="the stacking model (train-stack)")
+    retriever: RetrieverConfig = Field(
+        default_factory=RetrieverConfig, description="the transformer retriever (train-retriever)"
+    )
     scoring: ScoringConfig = Field(default_factory=ScoringConfig, description="top-N scoring (score)")
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig, description="what pipeline runs")
+    tracking: TrackingConfig = Field(
+        default_factory=TrackingConfig, description="MLflow runs and registered models"
+    )
 
     def digest(self) -> str:
         """A short stable hash of the whole config, recorded with every run."""

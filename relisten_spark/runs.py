@@ -8,7 +8,10 @@ people and monitoring (a Delta table to query), not by another stage."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,10 +21,40 @@ from relisten_spark import lake, schemas
 from relisten_spark.config import Config
 
 
+@dataclass(frozen=True)
+class RunFlags:
+    """The command line's switches for one command run: ``force`` rebuilds although the
+    inputs and config equal the last successful run's; ``dry_run`` lists what would change."""
+
+    force: bool = False
+    dry_run: bool = False
+
+
+_FLAGS: ContextVar[RunFlags | None] = ContextVar("relisten_run_flags", default=None)
+
+
+def flags() -> RunFlags:
+    """The switches of the command running now (defaults outside the command line)."""
+    return _FLAGS.get() or RunFlags()
+
+
+@contextmanager
+def using_flags(run_flags: RunFlags) -> Iterator[None]:
+    """Run the block with ``run_flags`` as :func:`flags`."""
+    token = _FLAGS.set(run_flags)
+    try:
+        yield
+    finally:
+        _FLAGS.reset(token)
+
+
 def new_run_id(command: str) -> str:
-    """A sortable, unique run id: ``<command>-<UTC timestamp>-<8 hex>``."""
+    """A sortable, unique run id: ``<command>-<UTC timestamp>-<8 hex>``. The lake's later commits
+    in this context carry it and ``command`` in their custom metadata (:func:`lake.tag_commits`)."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    return f"{command}-{stamp}-{uuid.uuid4().hex[:8]}"
+    run_id = f"{command}-{stamp}-{uuid.uuid4().hex[:8]}"
+    lake.tag_commits(run_id, command)
+    return run_id
 
 
 def runs_path(cfg: Config) -> str:

@@ -52,6 +52,9 @@ def build_session(cfg: SparkConfig) -> SparkSession:
             .config("spark.ui.showConsoleProgress", "false")
             .config("spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs", "false")
         )
+        if os.path.isfile(cfg.log_config):  # quiet from the JVM's first line on
+            log4j = f"-Dlog4j2.configurationFile={os.path.abspath(cfg.log_config)}"
+            builder = builder.config("spark.driver.extraJavaOptions", log4j)
         for key, value in {**_ALWAYS, **cfg.conf}.items():
             builder = builder.config(key, value)
         spark = builder.getOrCreate()

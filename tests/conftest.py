@@ -13,6 +13,7 @@ from relisten_spark.config import Config, load_config
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 KKBOX_SAMPLE = SHARED / "data" / "kkbox-sample"
+ML100K = SHARED / "data" / "ml-100k"  # MovieLens-100k in RecBole's atomic files
 
 
 @pytest.fixture(scope="session")
@@ -37,5 +38,6 @@ def tmp_lake(tmp_path: Path) -> Config:
             f"lake.root={tmp_path / 'lake'}",
             f"models.root={tmp_path / 'models'}",
             f"data.raw_dir={tmp_path / 'raw'}",
+            "tracking.enabled=false",
         ],
     )

@@ -52,7 +52,10 @@ def test_pipeline_plan_runs_profile_stages_per_profile() -> None:
 
     steps = plan("pipeline", load_config(None, ["pipeline.profiles=[serving]", "data.source=kkbox"]))
     names = [stage for stage, _ in steps]
-    assert names == ["ingest", "features", "train-gbdt", "train-nets", "train-stack", "evaluate", "score"]
+    assert names == [
+        "ingest", "features", "train-gbdt", "train-nets", "train-stack", "train-retriever", "candidates",
+        "score", "backtest", "evaluate",
+    ]  # fmt: skip
     by_stage = dict(steps)
     assert by_stage["features"].features.profile == "serving"
     assert by_stage["train-gbdt"].gbdt.profile == "serving"

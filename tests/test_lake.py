@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -12,7 +14,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.testing import assertDataFrameEqual
 
-from relisten_spark import lake
+from relisten_spark import lake, lake_files
 from relisten_spark.errors import LakeError
 
 pytestmark = pytest.mark.spark
@@ -94,16 +96,37 @@ def test_failed_write_leaves_previous_version(spark, tmp_path: Path) -> None:
     )
 
 
-def test_append_schema_mismatch_is_clear(spark, tmp_path: Path) -> None:
+def test_replace_where_merges_a_grown_catalogue(spark, tmp_path: Path) -> None:
+    """A catalogue change (new feature columns) rewrites one profile partition of an existing
+    table: the new columns join the schema, the other partition reads them as null."""
     path = str(tmp_path / "t")
-    lake.write(spark, _rows(spark, [1], "d1"), path)
-    other = (
-        _rows(spark, [2], "d1").withColumn("score", F.col("score").cast("string")).withColumn("x", F.lit(1))
-    )
-    with pytest.raises(
-        LakeError, match=r"schema mismatch .*unexpected columns \['x'\].*score: double -> string"
-    ):
-        lake.write(spark, other, path, mode="append")
+    lake.write(spark, _rows(spark, [1, 2], "full"), path, partition_by=["day"])
+    wider = _rows(spark, [3], "serving").withColumn("f_new", F.lit(0.5))
+    lake.write(spark, wider, path, partition_by=["day"], replace_where={"day": "serving"})
+    got = {(r.day, r.id, r.f_new) for r in lake.read(spark, path).collect()}
+    assert got == {("full", 1, None), ("full", 2, None), ("serving", 3, 0.5)}
+    widest = _rows(spark, [4], "full").withColumn("f_new", F.lit(1.5)).withColumn("g_new", F.lit(7))
+    lake.write(spark, widest, path, partition_by=["day"], mode="append")  # an append adds columns too
+    assert lake.read(spark, path).columns == [*SCHEMA.fieldNames(), "f_new", "g_new"]
+    assert lake.read(spark, path).where("id = 4").first().g_new == 7
+
+
+def test_removed_or_retyped_column_is_one_clear_line(spark, tmp_path: Path) -> None:
+    path = str(tmp_path / "t")
+    lake.write(spark, _rows(spark, [1], "d1"), path, partition_by=["day"])
+    changes = {
+        r"removed columns \['score'\]": _rows(spark, [2], "d1").drop("score"),
+        r"retyped columns score: double -> string": _rows(spark, [2], "d1").withColumn(
+            "score", F.col("score").cast("string")
+        ),
+    }
+    for message, frame in changes.items():
+        with pytest.raises(LakeError, match=message) as caught:
+            lake.write(spark, frame, path, partition_by=["day"], replace_where={"day": "d1"})
+        assert "move" in str(caught.value)
+        assert "rerun the stage to rebuild it" in str(caught.value)
+        assert "\n" not in str(caught.value)
+    assert lake.version(path) == 0
 
 
 def test_readable_by_deltalake_at_protocol_1_2(spark, tmp_path: Path) -> None:
@@ -151,3 +174,71 @@ def test_wide_table_options_keep_statistics_and_dictionaries_on_the_keys_only(sp
     stats = pa.table(DeltaTable(path).get_add_actions(flatten=True)).to_pydict()
     assert stats["min.idx"] == [0]
     assert stats["max.idx"] == [1999]
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_next_write_removes_dead_writers_staging(spark, tmp_path: Path) -> None:
+    """A killed write leaves 0-byte part files under <table>/_staging/<id>/_temporary/ (a plain
+    Parquet reader of the folder fails on them); the next write of the table removes them, and
+    leaves a live writer's staging folder alone."""
+    path = tmp_path / "t"
+    lake.write(spark, _rows(spark, [1], "d1"), str(path))
+    host = lake_files.new_write_id().split("-")[1]
+    dead = path / "_staging" / f"20260101T000000-{host}-{_dead_pid()}-deadbeef"
+    live = path / "_staging" / f"20260101T000000-{host}-{os.getpid()}-0000beef"
+    for folder in (dead, live):
+        (folder / "_temporary" / "0").mkdir(parents=True)
+        (folder / "_temporary" / "0" / "part-00000.parquet").write_bytes(b"")
+    with pytest.raises(Exception, match=r"(?i)parquet"):
+        spark.read.parquet(str(dead)).collect()
+    lake.write(spark, _rows(spark, [2], "d1"), str(path))
+    assert not dead.exists()
+    assert live.exists()
+    assert [r.id for r in lake.read(spark, str(path)).collect()] == [2]
+
+
+def test_a_stage_runs_version_is_invisible_until_its_commit_row(spark, tmp_path: Path) -> None:
+    path = str(tmp_path / "bronze" / "t")
+    lake.write(spark, _rows(spark, [1], "d1"), path)
+    lake.write(spark, _rows(spark, [2], "d1"), path, metadata={lake.STAGE_RUN_KEY: "ingest-x"})
+    assert lake.committed_version(path) == 0
+    assert [r.id for r in lake.read(spark, path).collect()] == [1]
+    assert [r.id for r in lake.read(spark, path, at=1).collect()] == [2]
+    commits = spark.createDataFrame([("ingest-x",)], "stage_run_id string")
+    lake.write(spark, commits, lake.commits_path(path), mode="append")
+    assert lake.committed_version(path) == 1
+    assert [r.id for r in lake.read(spark, path).collect()] == [2]
+
+
+def test_write_conflict_on_the_same_partition_and_none_on_another(spark, tmp_path: Path) -> None:
+    path = str(tmp_path / "t")
+    lake.write(
+        spark, _rows(spark, [1], "d1").unionByName(_rows(spark, [2], "d2")), path, partition_by=["day"]
+    )
+    since = lake.version(path)
+    slow = lake.prepare(
+        spark, _rows(spark, [10], "d1"), path, partition_by=["day"], replace_where={"day": "d1"}, since=since
+    )
+    lake.write(
+        spark,
+        _rows(spark, [11], "d1"),
+        path,
+        partition_by=["day"],
+        replace_where={"day": "d1"},
+        metadata={lake.STAGE_RUN_KEY: "score-winner"},
+    )
+    with pytest.raises(
+        lake.WriteConflictError, match=r"partition \{'day': 'd1'\}: run score-winner committed version 1"
+    ):
+        slow.commit()
+    other = lake.prepare(
+        spark, _rows(spark, [20], "d2"), path, partition_by=["day"], replace_where={"day": "d2"}, since=since
+    )
+    assert other.commit() == 2
+    assert sorted((r.day, r.id) for r in lake.read(spark, path, at=2).collect()) == [("d1", 11), ("d2", 20)]
+    assert not (tmp_path / "t" / "_staging").exists()

@@ -24,8 +24,12 @@ Python on the rows, no multi-line CSV parser):
   last line included), an unbalanced or stray quote, a non-integer in an integer column, an
   empty id, a target that is not 0/1.
 
-A missing file or a missing required column stops the job before any table is written,
-with one line naming the file (and column). Extra columns are ignored.
+Input that cannot be read as meant stops the job before any table is written, with one line
+naming the file: a missing file; a header that is binary, not valid in ``data.encoding``, split
+by another delimiter than a comma or missing a required column (extra columns are ignored); a
+line whose bytes are invalid in ``data.encoding`` (the first such line is named; ``utf-8`` by
+default, ``latin-1`` on request: bytes are never replaced); a file other than ``test.csv``
+without data rows, unless ``data.allow_empty``.
 
 Line numbers come from the file order of Spark's text scan, exactly as ``RDD.zipWithIndex``
 does it but without moving rows through Python: one cheap job counts the lines of every
@@ -55,7 +59,8 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from relisten_spark import lake, schemas
+from relisten_spark import preflight, schemas
+from relisten_spark.commits import StageRun, file_fingerprints
 from relisten_spark.config import Config
 from relisten_spark.errors import InputError
 from relisten_spark.runs import new_run_id
@@ -71,6 +76,8 @@ _COMMA_OUTSIDE_QUOTES = r',(?=(?:[^"]*+"[^"]*+")*+[^"]*+$)'
 _PADDING_CHARS = ", \t"  # a line made only of these is padding (test.csv ends with 35,000 ",,,,,")
 _ID_BLANKS = " \t\u00a0"  # stripped from both ends of id and number fields
 _POS_BITS = 33  # monotonically_increasing_id = partition index << 33 | position in partition
+_JAVA_CHARSETS = {"utf-8": "UTF-8", "latin-1": "ISO-8859-1"}  # data.encoding -> Spark's decode()
+_HEADER_CHARS = 65536  # at most this much of line 1 reaches the driver (a binary file has no lines)
 
 
 @dataclass(frozen=True)
@@ -83,11 +90,13 @@ class Field:
 
 @dataclass(frozen=True)
 class Source:
-    """A raw file: its name, the columns it must have and, if any, its free-text column."""
+    """A raw file: its name, the columns it must have, if any its free-text column, and whether
+    it may hold no data rows without ``data.allow_empty``."""
 
     file: str
     columns: tuple[Field, ...]
     free_text: str | None = None
+    may_be_empty: bool = False
 
 
 def _cols(*spec: tuple[str, Kind]) -> tuple[Field, ...]:
@@ -100,7 +109,9 @@ _EVENT_TEXT: tuple[tuple[str, Kind], ...] = (
     ("source_type", "text"),
 )
 TRAIN = Source("train.csv", _cols(("msno", "id"), ("song_id", "id"), *_EVENT_TEXT, ("target", "target")))
-TEST = Source("test.csv", _cols(("id", "int"), ("msno", "id"), ("song_id", "id"), *_EVENT_TEXT))
+TEST = Source(
+    "test.csv", _cols(("id", "int"), ("msno", "id"), ("song_id", "id"), *_EVENT_TEXT), may_be_empty=True
+)
 MEMBERS = Source(
     "members.csv",
     _cols(
@@ -135,6 +146,8 @@ SOURCES: dict[str, Source] = {
     "songs": SONGS,
     "song_extra": SONG_EXTRA,
 }
+# the bronze tables ingest writes, in their commit order
+OUTPUTS = ("events", "members", "songs", "song_extra", "quarantine")
 
 
 @dataclass(frozen=True)
@@ -149,12 +162,14 @@ class Layout:
 # ---- reading ----------------------------------------------------------------------------
 
 
-def read_lines(spark: SparkSession, path: str) -> DataFrame:
-    """The physical lines of ``path``: ``[value string, _block long]``.
+def read_lines(spark: SparkSession, path: str, encoding: str = "utf-8") -> DataFrame:
+    """The physical lines of ``path``: ``[value string, _valid_text boolean, _block long]``.
 
-    ``_block`` is the byte offset of the file split the line was read from. Lines end at
-    ``\\n`` only (a ``\\r`` before it is removed by :func:`parse_lines`). A missing file
-    raises :class:`InputError`.
+    ``value`` is the line decoded from ``encoding`` (``utf-8`` | ``latin-1``); ``_valid_text``
+    is false for a line whose bytes are invalid in it (never replaced: :func:`count_statuses`
+    finds the first and the ingest stops). ``_block`` is the byte offset of the file split
+    the line was read from. Lines end at ``\\n`` only (a ``\\r`` before it is removed by
+    :func:`parse_lines`). A missing file raises :class:`InputError`.
     """
     try:
         text = spark.read.option("lineSep", "\n").text(path)
@@ -162,7 +177,14 @@ def read_lines(spark: SparkSession, path: str) -> DataFrame:
         if "PATH_NOT_FOUND" in str(exc):
             raise InputError(f"input file not found: {path}") from None
         raise
-    return text.select("value", F.col("_metadata.file_block_start").alias("_block"))
+    raw = F.col("value")
+    if encoding == "utf-8":  # the text source keeps the bytes as read
+        value, valid = raw, F.is_valid_utf8(raw)
+    else:
+        value, valid = F.decode(raw.cast("binary"), _JAVA_CHARSETS[encoding]), F.lit(True)
+    return text.select(
+        value.alias("value"), valid.alias("_valid_text"), F.col("_metadata.file_block_start").alias("_block")
+    )
 
 
 def position(lines: DataFrame) -> DataFrame:
@@ -185,14 +207,16 @@ def _union(frames: list[DataFrame]) -> DataFrame:
     return reduce(DataFrame.unionByName, frames)
 
 
-def read_header(lines: DataFrame, path: str) -> tuple[str, ...]:
+def read_header(lines: DataFrame, path: str, encoding: str = "utf-8") -> tuple[str, ...]:
     """Column names from the first line of ``lines`` (:func:`read_lines`), without a BOM,
     a trailing ``\\r`` or blanks around names. Reads only the start of the first split. An
-    empty file raises :class:`InputError` naming it."""
-    rows = lines.where(F.col("_block") == 0).select("value").limit(1).collect()
+    empty file, a binary one, a header invalid in ``encoding`` or split by another delimiter
+    raise :class:`InputError` naming the file (:func:`preflight.check_header_line`)."""
+    first = lines.where(F.col("_block") == 0).select(F.substring("value", 1, _HEADER_CHARS), "_valid_text")
+    rows = first.limit(1).collect()
     if not rows:
         raise InputError(f"input file is empty (no header line): {path}")
-    line = rows[0]["value"].removeprefix("\ufeff").removesuffix("\r")
+    line = preflight.check_header_line(path, rows[0][0], rows[0][1], encoding)
     return tuple(name.strip() for name in next(csv.reader([line])))
 
 
@@ -394,6 +418,7 @@ class Parsed:
     frame: DataFrame
     ok_offsets: Mapping[int, int]  # scan partition -> accepted rows in earlier partitions
     counts: Mapping[str, int]  # status -> lines
+    first_invalid: int | None = None  # the first data line whose bytes are invalid in the encoding
 
 
 def count_statuses(
@@ -403,13 +428,21 @@ def count_statuses(
 
     ``frames`` (:func:`parse_lines` + :func:`position` + :func:`number_lines`), ``sources``
     and ``lays`` are keyed alike. Only one row per partition and status reaches the driver.
+    The same scan finds each file's first line whose bytes are invalid in its encoding.
     """
-    per_file = [_data(df).select(F.lit(key).alias("_key"), "_pid", "status") for key, df in frames.items()]
-    rows = _union(per_file).groupBy("_key", "_pid", "status").count().collect()
+    per_file = [
+        _data(df).select(F.lit(key).alias("_key"), "_pid", "status", "line_number", "_valid_text")
+        for key, df in frames.items()
+    ]
+    invalid = F.min(F.when(~F.col("_valid_text"), F.col("line_number"))).alias("invalid")
+    rows = (
+        _union(per_file).groupBy("_key", "_pid", "status").agg(F.count("*").alias("count"), invalid).collect()
+    )
     result: dict[str, Parsed] = {}
     for key, frame in frames.items():
         counts = {"ok": 0, "padding": 0, "bad": 0}
         ok_per_pid: dict[int, int] = {}
+        invalid_lines = [row["invalid"] for row in rows if row["_key"] == key and row["invalid"] is not None]
         for row in rows:
             if row["_key"] == key:
                 counts[row["status"]] += row["count"]
@@ -421,7 +454,7 @@ def count_statuses(
         for pid in sorted(line_offsets, key=line_offsets.__getitem__):
             ok_offsets[pid] = total
             total += ok_per_pid.get(pid, 0)
-        result[key] = Parsed(sources[key], frame, ok_offsets, counts)
+        result[key] = Parsed(sources[key], frame, ok_offsets, counts, min(invalid_lines, default=None))
         log.info(
             "%s: %d lines, %d rows, %d quarantined, %d padding rows dropped",
             sources[key].file,
@@ -450,6 +483,18 @@ def rejected(parsed: Parsed, run_id: str) -> DataFrame:
         "reason",
         F.lit(run_id).alias("run_id"),
     )
+
+
+def check_rows(parsed: Parsed, path: str, encoding: str, allow_empty: bool) -> None:
+    """Raise :class:`InputError` naming ``path`` when a line's bytes are invalid in ``encoding``
+    (the first such line) or when a file that must have rows has none (unless ``allow_empty``)."""
+    if parsed.first_invalid is not None:
+        raise InputError(preflight.invalid_text(path, parsed.first_invalid, encoding))
+    if parsed.counts["ok"] or parsed.source.may_be_empty or allow_empty:
+        return
+    bad = parsed.counts["bad"]
+    what = f"all {bad} data lines quarantined" if bad else "header only"
+    raise InputError(f"{path}: no data rows ({what}); set data.allow_empty=true if that is intended")
 
 
 def _conform(df: DataFrame, schema: T.StructType) -> DataFrame:
@@ -494,8 +539,14 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     started = time.perf_counter()
     run_id = new_run_id("ingest")
     paths = {name: f"{cfg.data.raw_dir.rstrip('/')}/{source.file}" for name, source in SOURCES.items()}
-    lines = {name: read_lines(spark, path) for name, path in paths.items()}
-    headers = {name: read_header(lines[name], path) for name, path in paths.items()}
+    out = StageRun(spark, cfg, "bronze", "ingest", OUTPUTS, inputs=file_fingerprints(paths), run_id=run_id)
+    skipped = out.unchanged()
+    if skipped:
+        log.info("ingest: %s", skipped)
+        return {"run_id": run_id, "skipped": skipped}
+    encoding = cfg.data.encoding
+    lines = {name: read_lines(spark, path, encoding) for name, path in paths.items()}
+    headers = {name: read_header(lines[name], path, encoding) for name, path in paths.items()}
     for name, source in SOURCES.items():
         check_header(source, headers[name], paths[name])
     positioned = {
@@ -504,23 +555,22 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     lays = layouts(positioned, headers)
     numbered = {name: number_lines(positioned[name], lays[name]) for name in SOURCES}
     parsed = count_statuses(numbered, SOURCES, lays)
+    for name, p in parsed.items():
+        check_rows(p, paths[name], encoding, cfg.data.allow_empty)
 
-    root = cfg.lake.root
     outputs = {
         "events": events_frame(parsed["train"], parsed["test"]),
         "members": _conform(accepted(parsed["members"]), schemas.MEMBERS),
         "songs": _conform(accepted(parsed["songs"]), schemas.SONGS),
         "song_extra": _conform(accepted(parsed["song_extra"]), schemas.SONG_EXTRA),
     }
-    versions = {}
-    for table, df in outputs.items():
-        versions[table] = lake.write(spark, df, lake.table_path(root, "bronze", table))
-
     bad = [rejected(p, run_id) for p in parsed.values() if p.counts["bad"]]
     quarantine = _union(bad) if bad else spark.createDataFrame([], schemas.QUARANTINE)
-    versions["quarantine"] = lake.write(
-        spark, _conform(quarantine, schemas.QUARANTINE), lake.table_path(root, "bronze", "quarantine")
-    )
+    outputs["quarantine"] = _conform(quarantine, schemas.QUARANTINE)
+    with out:  # every table staged, then committed together (relisten_spark.commits)
+        for table, df in outputs.items():
+            out.prepare(table, df)
+        versions = out.commit()
 
     ok = {name: p.counts["ok"] for name, p in parsed.items()}
     quarantined = {p.source.file: p.counts["bad"] for p in parsed.values()}

@@ -1,22 +1,27 @@
 """The evaluation report: one self-contained HTML file under ``<lake.root>/reports/``.
 
-Contents, per profile and split mode of gold.metrics (the ``eval`` rows, the ones no model
-was fit on):
+Contents:
 
-* three tables laid out like the thesis's: Table 2 (tabular models), Table 8 (neural networks)
-  and Table 10 (the ensemble against the best single model, with the gain), each with the
-  thesis's ROC-AUC beside ours for reference (the thesis measured in-sample or on random
-  splits, FEATURES.md §5, so its numbers are not comparable);
-* the oracle ROC-AUC (the true event probabilities of synthetic data, on the rows each model
-  predicted) where gold.metrics has it, as a column and once per section;
-* ROC curves and a calibration plot of every model, computed in Spark from gold.predictions
-  (:func:`~relisten_spark.metrics.roc_curve`, ``calibration_curve``): only a
-  hundred points per model reach the driver;
-* LightGBM's feature importance (total gain, top 25) of each LightGBM version in the
-  predictions, read from the registry;
+* the recommendations section (:func:`relisten_spark.evaluation.recs_section.render_recs_section`:
+  backtest and beyond-accuracy measures per surface, the levers' trade-off, sample lists with
+  their reasons);
+* per profile and split mode of gold.metrics (the ``eval`` rows, the ones no model was fit on):
+  the eval rows' count, positive rate and ``idx`` range per model and the decision threshold of
+  precision / recall / F1 (``score >= metrics.THRESHOLD``); three tables laid out like the
+  thesis's (Table 2 tabular models, Table 8 neural networks, Table 10 the ensemble against the
+  best single model, with the gain), the thesis's ROC-AUC beside ours for reference (it was
+  measured in-sample or on random splits, FEATURES.md §5); the oracle ROC-AUC where gold.metrics
+  has it; bootstrap 95 % intervals of each model's AUC and of the stack's gain
+  (:mod:`~relisten_spark.evaluation.uncertainty`: on a bounded sample of eval events); ROC
+  curves and a calibration plot computed in Spark (:func:`~relisten_spark.metrics.roc_curve`,
+  ``calibration_curve``: a hundred points per model reach the driver);
+* feature importance named by the features' family labels
+  (:mod:`~relisten_spark.evaluation.importance`): LightGBM's total gain, and permutation
+  importance of LightGBM, the nets and the stack on a sample of eval rows;
 * every metric of every split in one long table.
 
-Plots are inline SVG written by hand (no plotting library, no external file).
+Plots are plotly figures (:mod:`~relisten_spark.evaluation.plots`); plotly.js is embedded once in
+the page's head, so the file opens offline.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import html
 import logging
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -35,11 +41,14 @@ from pyspark.sql import functions as F
 from relisten_spark import lake
 from relisten_spark.config import Config
 from relisten_spark.errors import InputError
+from relisten_spark.evaluation import importance, plots, uncertainty
+from relisten_spark.evaluation.backtest import PREFIX as TOPN_PREFIX
 from relisten_spark.evaluation.oracle import ORACLE_METRIC
-from relisten_spark.metrics import calibration_curve, roc_curve
-from relisten_spark.models import registry
+from relisten_spark.evaluation.plots import fmt, html_table
+from relisten_spark.evaluation.recs_section import render_recs_section
+from relisten_spark.metrics import THRESHOLD, calibration_curve, roc_curve
 from relisten_spark.predictions import predictions_path
-from relisten_spark.runtime import FELU_NET, JENN, LIGHTGBM, LIGHTGBM_MODEL_FILE, NET_NAMES, POPULARITY, STACK
+from relisten_spark.runtime import FELU_NET, JENN, LIGHTGBM, NET_NAMES, POPULARITY, STACK
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +64,6 @@ COLUMNS = [
 ]
 # thesis Tables 2, 8 and 10 (ROC-AUC), for reference only
 THESIS_ROC_AUC = {LIGHTGBM: 0.824, JENN: 0.839, FELU_NET: 0.825, STACK: 0.8449}
-PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
-TOP_FEATURES = 25
 REPORT_SPLIT = "eval"
 
 
@@ -93,54 +100,18 @@ def load_curves(spark: SparkSession, cfg: Config) -> tuple[pd.DataFrame, pd.Data
     return roc, calib
 
 
-def load_importance(spark: SparkSession, cfg: Config) -> dict[str, pd.DataFrame]:
-    """{"<profile> (version)": [feature, gain]} for each LightGBM version in gold.predictions."""
-    path = predictions_path(cfg)
-    if not lake.exists(path):
-        return {}
-    versions = (
-        lake.read(spark, path, where={"model": LIGHTGBM})
-        .select("profile", "model_version")
-        .distinct()
-        .collect()
-    )
-    out: dict[str, pd.DataFrame] = {}
-    for row in sorted(versions, key=lambda r: (r["profile"], r["model_version"])):
-        try:
-            folder = registry.resolve(cfg.models.root, LIGHTGBM, row["model_version"])
-        except InputError as exc:
-            log.warning("report: no feature importance for lightgbm %s: %s", row["model_version"], exc)
-            continue
-        import lightgbm
-
-        booster = lightgbm.Booster(model_file=str(folder / LIGHTGBM_MODEL_FILE))
-        gain = pd.DataFrame(
-            {"feature": booster.feature_name(), "gain": booster.feature_importance(importance_type="gain")}
-        )
-        top = gain.sort_values(["gain", "feature"], ascending=[False, True]).head(TOP_FEATURES)
-        out[f"{row['profile']} (lightgbm {row['model_version']})"] = top.reset_index(drop=True)
-    return out
-
-
 # ---- tables ---------------------------------------------------------------------------------
-def _fmt(value: object, digits: int = 4) -> str:
-    if value is None or (isinstance(value, float) and value != value):
-        return "–"
-    return f"{value:.{digits}f}" if isinstance(value, float) else html.escape(str(value))
-
-
 def wide_metrics(metrics: pd.DataFrame) -> pd.DataFrame:
-    """One row per (profile, split_mode, split, model), one column per metric."""
+    """One row per (profile, split_mode, split, model), one column per metric of :data:`COLUMNS`
+    (the top-N measures of the backtest, models ``topn:*``, belong to the recommendations
+    section; other list metrics, the retriever's, are left out)."""
+    metrics = metrics[
+        metrics["metric"].isin([m for m, _ in COLUMNS]) & ~metrics["model"].str.startswith(f"{TOPN_PREFIX}:")
+    ]
     wide = metrics.pivot_table(
         index=["profile", "split_mode", "split", "model"], columns="metric", values="value", aggfunc="last"
     )
     return wide.reset_index()
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[object]], caption: str) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{_fmt(v)}</td>" for v in row) + "</tr>" for row in rows)
-    return f"<table><caption>{html.escape(caption)}</caption><tr>{head}</tr>{body}</table>"
 
 
 def _model_rows(
@@ -169,16 +140,15 @@ def thesis_tables(part: pd.DataFrame) -> str:
     tabular = [m for m in models if m not in NET_NAMES and m != STACK]
     nets = [m for m in NET_NAMES if m in models]
     html_parts = [
-        _table(
+        html_table(
             headers,
             _model_rows(part, sorted(tabular, key=lambda m: -_auc(part, m)), columns),
             "Table 2 layout: tabular models",
         ),
-        _table(headers, _model_rows(part, nets, columns), "Table 8 layout: neural networks"),
+        html_table(headers, _model_rows(part, nets, columns), "Table 8 layout: neural networks"),
     ]
-    singles = [m for m in models if m not in (STACK, POPULARITY) and _auc(part, m) == _auc(part, m)]
-    if STACK in models and singles:
-        best = max(singles, key=lambda m: _auc(part, m))
+    best = best_single(part)
+    if STACK in models and best is not None:
         rows = _model_rows(part, [best, STACK], columns)
         gain: list[object] = ["gain (stack - best)"]
         for (metric, _), s, b in zip(columns, rows[1][1:-1], rows[0][1:-1], strict=True):
@@ -187,9 +157,17 @@ def thesis_tables(part: pd.DataFrame) -> str:
         gain.append(THESIS_ROC_AUC[STACK] - THESIS_ROC_AUC[JENN])  # the thesis's best single: JENN
         rows[0][0] = f"{best} (best single model)"
         html_parts.append(
-            _table(headers, [*rows, gain], "Table 10 layout: the ensemble against the best single model")
+            html_table(headers, [*rows, gain], "Table 10 layout: the ensemble against the best single model")
         )
     return "".join(html_parts)
+
+
+def best_single(part: pd.DataFrame) -> str | None:
+    """The single model (not the stack, not the baseline) of the best eval ROC-AUC in ``part``."""
+    singles = [
+        m for m in part["model"].unique() if m not in (STACK, POPULARITY) and _auc(part, m) == _auc(part, m)
+    ]
+    return max(sorted(singles), key=lambda m: _auc(part, m)) if singles else None
 
 
 def _auc(part: pd.DataFrame, model: str) -> float:
@@ -197,88 +175,84 @@ def _auc(part: pd.DataFrame, model: str) -> float:
     return float(match.iloc[0]) if len(match) and match.iloc[0] == match.iloc[0] else float("nan")
 
 
-# ---- plots ----------------------------------------------------------------------------------
-_W, _H, _M = 420, 360, 48
+# ---- everything beyond gold.metrics ---------------------------------------------------------
+@dataclass
+class Extras:
+    """What the report shows beside gold.metrics (each part may be empty): ROC points and
+    calibration bins, the eval rows' summary (:func:`uncertainty.eval_rows`), bootstrap
+    intervals per (profile, split mode), LightGBM's gain per version, permutation importance
+    per profile, and the recommendations section's HTML."""
+
+    roc: pd.DataFrame = field(default_factory=pd.DataFrame)
+    calib: pd.DataFrame = field(default_factory=pd.DataFrame)
+    rows: pd.DataFrame = field(default_factory=pd.DataFrame)
+    intervals: dict[tuple[str, str], pd.DataFrame] = field(default_factory=dict)
+    gain: Mapping[str, pd.DataFrame] = field(default_factory=dict)
+    permutation: dict[str, pd.DataFrame] = field(default_factory=dict)
+    recs_html: str = ""
 
 
-def _svg(width: float, height: float, parts: Sequence[str]) -> str:
-    head = f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">'
-    return head + "".join(parts) + "</svg>"
+def load_intervals(
+    spark: SparkSession, cfg: Config, wide: pd.DataFrame
+) -> dict[tuple[str, str], pd.DataFrame]:
+    """Bootstrap intervals (:func:`uncertainty.bootstrap_auc`) of every profile and split mode
+    with eval metrics."""
+    path = predictions_path(cfg)
+    if not lake.exists(path):
+        return {}
+    preds = lake.read(spark, path).where(F.col("eval_split") == REPORT_SPLIT)
+    out = {}
+    evals = wide[wide["split"] == REPORT_SPLIT]
+    for (profile, mode), part in evals.groupby(["profile", "split_mode"]):
+        models = sorted(part["model"].unique())
+        rows = preds.where((F.col("profile") == profile) & (F.col("split_mode") == mode))
+        sample = uncertainty.paired_sample(rows, models)
+        if len(sample):
+            out[(str(profile), str(mode))] = uncertainty.bootstrap_auc(sample, models, best_single(part))
+    return out
 
 
-def _xy(x: float, y: float) -> tuple[float, float]:
-    return _M + x * (_W - 2 * _M), _H - _M - y * (_H - 2 * _M)
+def load_permutation(spark: SparkSession, cfg: Config, profiles: Sequence[str]) -> dict[str, pd.DataFrame]:
+    """Permutation importance of each profile with a trained stack (others are skipped, logged)."""
+    out = {}
+    for profile in profiles:
+        try:
+            out[profile] = importance.permutation_importance(spark, cfg, profile)
+        except InputError as exc:
+            log.warning("report: no permutation importance for profile %s: %s", profile, exc)
+    return out
 
 
-def _axes(title: str, xlabel: str, ylabel: str) -> list[str]:
-    x0, y0 = _xy(0, 0)
-    x1, y1 = _xy(1, 1)
-    parts = [
-        f'<rect x="{x0}" y="{y1}" width="{x1 - x0}" height="{y0 - y1}" fill="none" stroke="#444"/>',
-        f'<line x1="{x0}" y1="{y0}" x2="{x1}" y2="{y1}" stroke="#aaa" stroke-dasharray="4 4"/>',
-        f'<text x="{_W / 2}" y="18" text-anchor="middle" font-weight="bold">{html.escape(title)}</text>',
-        f'<text x="{_W / 2}" y="{_H - 8}" text-anchor="middle">{html.escape(xlabel)}</text>',
-        f'<text x="14" y="{_H / 2}" text-anchor="middle" transform="rotate(-90 14 {_H / 2})">'
-        f"{html.escape(ylabel)}</text>",
-    ]
-    for t in (0.0, 0.25, 0.5, 0.75, 1.0):
-        tx, ty = _xy(t, 0)
-        parts.append(f'<text x="{tx}" y="{ty + 14}" text-anchor="middle" font-size="10">{t:g}</text>')
-        lx, ly = _xy(0, t)
-        parts.append(f'<text x="{lx - 4}" y="{ly + 3}" text-anchor="end" font-size="10">{t:g}</text>')
-    return parts
+def load_extras(spark: SparkSession, cfg: Config, metrics: pd.DataFrame, run_id: str | None) -> Extras:
+    """Everything :class:`Extras` holds, from gold.predictions, the registry and the lake."""
+    extras = Extras(
+        gain=importance.lightgbm_gain(spark, cfg), recs_html=render_recs_section(spark, cfg, run_id)
+    )
+    path = predictions_path(cfg)
+    if lake.exists(path):
+        extras.roc, extras.calib = load_curves(spark, cfg)
+        extras.rows = uncertainty.eval_rows(lake.read(spark, path).where(F.col("eval_split") == REPORT_SPLIT))
+        wide = wide_metrics(metrics)
+        extras.intervals = load_intervals(spark, cfg, wide)
+        extras.permutation = load_permutation(spark, cfg, sorted(wide["profile"].unique()))
+    return extras
 
 
-def _legend(names: Sequence[str]) -> list[str]:
-    parts = []
-    for i, name in enumerate(names):
-        x, y = _xy(0.62, 0.05 + 0.07 * (len(names) - 1 - i))
-        color = PALETTE[i % len(PALETTE)]
-        parts.append(f'<rect x="{x}" y="{y - 8}" width="12" height="3" fill="{color}"/>')
-        parts.append(f'<text x="{x + 16}" y="{y - 3}" font-size="11">{html.escape(name)}</text>')
-    return parts
-
-
-def svg_lines(
-    series: Mapping[str, Sequence[tuple[float, float]]], title: str, xlabel: str, ylabel: str, markers: bool
-) -> str:
-    """An inline SVG of one polyline per series over the unit square (plus the diagonal)."""
-    parts = _axes(title, xlabel, ylabel)
-    for i, (name, points) in enumerate(series.items()):
-        color = PALETTE[i % len(PALETTE)]
-        coords = " ".join("{:.1f},{:.1f}".format(*_xy(x, y)) for x, y in points)
-        parts.append(f'<polyline points="{coords}" fill="none" stroke="{color}" stroke-width="1.8">'
-                     f"<title>{html.escape(name)}</title></polyline>")  # fmt: skip
-        if markers:
-            centres = [_xy(x, y) for x, y in points]
-            parts += [f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="2.5" fill="{color}"/>' for cx, cy in centres]
-    parts += _legend(list(series))
-    return _svg(_W, _H, parts)
-
-
-def svg_bars(values: pd.DataFrame, title: str) -> str:
-    """Horizontal bars of ``values`` ``[feature, gain]`` (largest first)."""
-    row_h, label_w, width = 16, 230, 640
-    height = 30 + row_h * len(values)
-    top = float(values["gain"].max()) if len(values) else 1.0
-    parts = [
-        f'<text x="{width / 2}" y="16" text-anchor="middle" font-weight="bold">{html.escape(title)}</text>'
-    ]
-    for i, (feature, gain) in enumerate(zip(values["feature"], values["gain"], strict=True)):
-        y = 26 + i * row_h
-        w = 0 if top <= 0 else (width - label_w - 70) * float(gain) / top
-        label = html.escape(feature)
-        parts.append(f'<text x="{label_w - 6}" y="{y + 11}" text-anchor="end" font-size="11">{label}</text>')
-        parts.append(
-            f'<rect x="{label_w}" y="{y + 2}" width="{w:.1f}" height="{row_h - 4}" fill="{PALETTE[0]}"/>'
-        )
-        parts.append(f'<text x="{label_w + w + 4:.1f}" y="{y + 11}" font-size="10">{float(gain):.4g}</text>')
-    return _svg(width, height, parts)
+# ---- the page -------------------------------------------------------------------------------
+_CSS = """
+body { font-family: sans-serif; margin: 24px; color: #222; max-width: 1240px; }
+table { border-collapse: collapse; margin: 12px 0 20px; font-size: 13px; }
+caption { text-align: left; font-weight: bold; padding: 4px 0; }
+th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+.plots { display: flex; flex-wrap: wrap; gap: 16px; }
+.note { color: #555; font-size: 13px; }
+"""
 
 
 def _curve_series(
     frame: pd.DataFrame, profile: str, mode: str, x: str, y: str, order: str
-) -> dict[str, list]:
+) -> dict[str, list[tuple[float, float]]]:
     if frame.empty:
         return {}
     part = frame[(frame["profile"] == profile) & (frame["split_mode"] == mode)]
@@ -289,83 +263,130 @@ def _curve_series(
     return out
 
 
-# ---- the page -------------------------------------------------------------------------------
-_CSS = """
-body { font-family: sans-serif; margin: 24px; color: #222; max-width: 1200px; }
-table { border-collapse: collapse; margin: 12px 0 20px; font-size: 13px; }
-caption { text-align: left; font-weight: bold; padding: 4px 0; }
-th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
-th:first-child, td:first-child { text-align: left; }
-.plots { display: flex; flex-wrap: wrap; gap: 16px; }
-.note { color: #555; font-size: 13px; }
-"""
+def curve_plots(extras: Extras, profile: str, mode: str) -> str:
+    """The ROC and calibration figures of one profile and split mode ("" without curves)."""
+    roc = extras.roc.dropna(subset=["threshold"]) if not extras.roc.empty else extras.roc
+    figures = []
+    roc_series = _curve_series(roc, profile, mode, "fpr", "tpr", "fpr")
+    if roc_series:
+        roc_series = {m: [(0.0, 0.0), *pts] for m, pts in roc_series.items()}
+        title = f"ROC ({REPORT_SPLIT})"
+        figures.append(plots.line_figure(roc_series, title, "false positive rate", "true positive rate"))
+    cal_series = _curve_series(extras.calib, profile, mode, "mean_score", "positive_rate", "mean_score")
+    if cal_series:
+        title, x, y = f"Calibration ({REPORT_SPLIT})", "mean predicted probability", "observed repeat rate"
+        figures.append(plots.line_figure(cal_series, title, x, y, markers=True))
+    if not figures:
+        return ""
+    return '<div class="plots">' + "".join(plots.figure_html(f) for f in figures) + "</div>"
 
 
-def render(
-    metrics: pd.DataFrame,
-    roc: pd.DataFrame,
-    calib: pd.DataFrame,
-    importance: Mapping[str, pd.DataFrame],
-    title: str,
-    notes: Sequence[str] = (),
-) -> str:
+def eval_rows_table(rows: pd.DataFrame, profile: str, mode: str) -> str:
+    """The eval rows' count, positive rate and idx range per model, and the decision threshold."""
+    part = rows[(rows["profile"] == profile) & (rows["split_mode"] == mode)] if not rows.empty else rows
+    threshold = (
+        f'<p class="note">Precision, recall, F1 and accuracy label a row positive when its score is '
+        f"&ge; {THRESHOLD:g} (the decision threshold; ROC-AUC, PR-AUC and log-loss use no threshold).</p>"
+    )
+    if part.empty:
+        return threshold
+    table = html_table(
+        ["model", "eval rows", "positive rate", "first idx", "last idx"],
+        [
+            [r.model, int(r.rows), float(r.positive_rate), int(r.idx_min), int(r.idx_max)]
+            for r in part.itertuples()
+        ],
+        f"{REPORT_SPLIT} rows (idx: the event's position in the log)",
+    )
+    return table + threshold
+
+
+def intervals_html(intervals: pd.DataFrame, part: pd.DataFrame) -> str:
+    """The bootstrap table and figure of one profile and split mode (``part``: its eval rows of
+    :func:`wide_metrics`): point values from gold.metrics, intervals from the sample."""
+    point = {m: _auc(part, m) for m in part["model"]}
+    best = best_single(part)
+    if best is not None and STACK in point:
+        point[uncertainty.GAIN] = point[STACK] - point[best]
+    shown = intervals.assign(value=intervals["name"].map(point)).dropna(subset=["value"])
+    rows = [[r.name, r.value, r.low, r.high, int(r.rows)] for r in shown.itertuples()]
+    caption = (
+        f"ROC-AUC with bootstrap 95 % intervals ({uncertainty.REPLICATES} Poisson replicates of a sample "
+        f"of at most {uncertainty.BOOTSTRAP_ROWS:,} eval events, paired across models; the gain is "
+        f"against {best})"
+    )
+    table = html_table(["model", "ROC-AUC (all eval rows)", "2.5 %", "97.5 %", "sample rows"], rows, caption)
+    aucs = shown[shown["name"] != uncertainty.GAIN]
+    figure = (
+        plots.interval_figure(aucs, "ROC-AUC, 95 % bootstrap intervals", "ROC-AUC") if len(aucs) else None
+    )
+    return table + (plots.figure_html(figure) if figure is not None else "")
+
+
+def importance_html(extras: Extras) -> str:
+    """LightGBM's gain and the permutation importance, named by the features' labels."""
+    parts = []
+    if extras.gain:
+        parts.append("<h2>LightGBM feature importance (total gain)</h2>")
+        for name, gain in extras.gain.items():
+            top = gain.head(importance.TOP_FEATURES).assign(name=lambda d: d["label"] + ": " + d["feature"])
+            families = importance.gain_by_label(gain)
+            figures = [
+                plots.bar_figure(families, "label", "gain", f"{name}: gain per family", "total gain"),
+                plots.bar_figure(top, "name", "gain", f"{name}: top {len(top)} columns", "total gain"),
+            ]
+            parts.append('<div class="plots">' + "".join(plots.figure_html(f) for f in figures) + "</div>")
+    for profile, frame in extras.permutation.items():
+        parts.append(f"<h2>Permutation importance, profile {html.escape(profile)}</h2>")
+        parts.append(
+            '<p class="note">The drop of ROC-AUC when the columns of one feature family are permuted '
+            f"together, on a sample of at most {importance.PERMUTATION_ROWS:,} eval rows; LightGBM, the "
+            "nets and the stack on the same rows and permutation.</p>"
+        )
+        figure = plots.grouped_bar_figure(
+            frame, "label", "drop", "model", "AUC drop per family", "ROC-AUC drop"
+        )
+        parts.append(plots.figure_html(figure))
+    return "".join(parts)
+
+
+def section_html(wide: pd.DataFrame, extras: Extras, profile: str, mode: str) -> str:
+    """One profile and split mode: eval rows, thesis tables, oracle, intervals, curves."""
+    label = f"profile {profile}, {mode} split" + (
+        " (random: reproduces the thesis only)" if mode == "random" else ""
+    )
+    body = [f"<h2>{html.escape(label)}</h2>", eval_rows_table(extras.rows, profile, mode)]
+    part = wide[(wide["profile"] == profile) & (wide["split_mode"] == mode) & (wide["split"] == REPORT_SPLIT)]
+    if part.empty:
+        body.append(f'<p class="note">no {REPORT_SPLIT} metrics</p>')
+    else:
+        body.append(thesis_tables(part))
+    if ORACLE_METRIC in part and part[ORACLE_METRIC].notna().any():
+        values = sorted({round(float(v), 4) for v in part[ORACLE_METRIC].dropna()})
+        shown = fmt(values[0]) if len(values) == 1 else f"{fmt(values[0])} to {fmt(values[-1])}"
+        body.append(f"<p><b>Oracle ROC-AUC</b> (true event probabilities, {REPORT_SPLIT} rows): {shown}</p>")
+    if (profile, mode) in extras.intervals and not part.empty:
+        body.append(intervals_html(extras.intervals[(profile, mode)], part))
+    body.append(curve_plots(extras, profile, mode))
+    return "".join(body)
+
+
+def render(metrics: pd.DataFrame, extras: Extras, title: str, notes: Sequence[str] = ()) -> str:
     """The report HTML from already-collected (small) frames."""
     wide = wide_metrics(metrics)
     body = [f"<h1>{html.escape(title)}</h1>", *[f'<p class="note">{html.escape(n)}</p>' for n in notes]]
+    body.append(extras.recs_html)
     sections = wide[["profile", "split_mode"]].drop_duplicates().sort_values(["profile", "split_mode"])
-    for profile, mode in sections.itertuples(index=False):
-        label = f"profile {profile}, {mode} split" + (
-            " (random: reproduces the thesis only)" if mode == "random" else ""
-        )
-        body.append(f"<h2>{html.escape(label)}</h2>")
-        part = wide[
-            (wide["profile"] == profile) & (wide["split_mode"] == mode) & (wide["split"] == REPORT_SPLIT)
-        ]
-        if part.empty:
-            body.append(f'<p class="note">no {REPORT_SPLIT} metrics</p>')
-        else:
-            body.append(thesis_tables(part))
-        if ORACLE_METRIC in part and part[ORACLE_METRIC].notna().any():
-            values = sorted({round(float(v), 4) for v in part[ORACLE_METRIC].dropna()})
-            shown = _fmt(values[0]) if len(values) == 1 else f"{_fmt(values[0])} to {_fmt(values[-1])}"
-            body.append(
-                f"<p><b>Oracle ROC-AUC</b> (true event probabilities, {REPORT_SPLIT} rows): {shown}</p>"
-            )
-        plots = []
-        roc_series = _curve_series(
-            roc.dropna(subset=["threshold"]) if not roc.empty else roc, profile, mode, "fpr", "tpr", "fpr"
-        )
-        if roc_series:
-            roc_series = {m: [(0.0, 0.0), *pts] for m, pts in roc_series.items()}
-            plots.append(
-                svg_lines(
-                    roc_series, f"ROC ({REPORT_SPLIT})", "false positive rate", "true positive rate", False
-                )
-            )
-        cal_series = _curve_series(calib, profile, mode, "mean_score", "positive_rate", "mean_score")
-        if cal_series:
-            plots.append(svg_lines(cal_series, f"Calibration ({REPORT_SPLIT})", "mean predicted probability",
-                                   "observed repeat rate", True))  # fmt: skip
-        if plots:
-            body.append(f'<div class="plots">{"".join(plots)}</div>')
-    if importance:
-        body.append("<h2>LightGBM feature importance (total gain)</h2>")
-        body += [svg_bars(values, name) for name, values in importance.items()]
+    body += [section_html(wide, extras, str(p), str(m)) for p, m in sections.itertuples(index=False)]
+    body.append(importance_html(extras))
     body.append("<h2>All metrics</h2>")
     columns = _columns(wide)
-    metric_names = [m for m, _ in columns]
     rows = wide.sort_values(["profile", "split_mode", "split", "model"])
     body.append(
-        _table(
+        html_table(
+            ["profile", "split mode", "split", "model", *[label for _, label in columns]],
             [
-                "profile",
-                "split mode",
-                "split",
-                "model",
-                *[label for _, label in columns],
-            ],
-            [
-                [r["profile"], r["split_mode"], r["split"], r["model"], *[r[m] for m in metric_names]]
+                [r["profile"], r["split_mode"], r["split"], r["model"], *[r[m] for m, _ in columns]]
                 for _, r in rows.iterrows()
             ],
             "every model and split",
@@ -373,15 +394,15 @@ def render(
     )
     return (
         "<!DOCTYPE html><html><head><meta charset='utf-8'>"
-        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>{''.join(body)}</body></html>"
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style>{plots.plotly_script()}</head>"
+        f"<body>{''.join(body)}</body></html>"
     )
 
 
 def write_report(spark: SparkSession, cfg: Config, run_id: str | None) -> str:
     """Write the report of ``run_id``'s metrics (None: the newest of each) and return its path."""
     metrics = load_metrics(spark, cfg, run_id)
-    roc, calib = load_curves(spark, cfg)
-    importance = load_importance(spark, cfg)
+    extras = load_extras(spark, cfg, metrics, run_id)
     name = run_id or f"report-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
     notes = [
         f"run {name}; generated {datetime.now(UTC).isoformat(timespec='seconds')}; data source "
@@ -390,7 +411,7 @@ def write_report(spark: SparkSession, cfg: Config, run_id: str | None) -> str:
         "nor the stack were fit on (the stack is fit on the calib half). Thesis figures were measured "
         "in-sample or on random splits and are shown for reference only.",
     ]
-    page = render(metrics, roc, calib, importance, "relisten_spark evaluation report", notes)
+    page = render(metrics, extras, "relisten_spark evaluation report", notes)
     path = report_path(cfg, name)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".html.tmp")

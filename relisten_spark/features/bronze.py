@@ -24,12 +24,24 @@ class BronzeFrames:
     song_extra: DataFrame
 
 
-def read_bronze(spark: SparkSession, cfg: Config) -> BronzeFrames:
-    """The four bronze tables of ``cfg.lake.root``."""
-    tables = {}
+def bronze_versions(cfg: Config) -> dict[str, int]:
+    """``{table: version}``: the committed version of each bronze table, all four from the last
+    ingest that committed (:mod:`relisten_spark.commits`)."""
+    versions = {}
     for name in BRONZE_TABLES:
         path = lake.table_path(cfg.lake.root, "bronze", name)
         if not lake.exists(path):
             raise InputError(f"bronze table {path} not found: run `relisten ingest` first")
-        tables[name] = lake.read(spark, path)
+        versions[name] = lake.committed_version(path)
+    return versions
+
+
+def read_bronze(spark: SparkSession, cfg: Config, versions: dict[str, int] | None = None) -> BronzeFrames:
+    """The four bronze tables of ``cfg.lake.root`` at ``versions`` (default
+    :func:`bronze_versions`)."""
+    versions = versions or bronze_versions(cfg)
+    tables = {
+        name: lake.read(spark, lake.table_path(cfg.lake.root, "bronze", name), at=versions[name])
+        for name in BRONZE_TABLES
+    }
     return BronzeFrames(**tables)

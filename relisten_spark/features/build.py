@@ -17,6 +17,7 @@ Data flow (one row per event throughout; ``_user`` / ``_song`` are the entity ke
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -25,20 +26,25 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from relisten_spark import lake
+from relisten_spark.commits import StageRun
 from relisten_spark.config import Config
 from relisten_spark.errors import InputError
 from relisten_spark.features import label_codes
 from relisten_spark.features.assemble import config_shape
-from relisten_spark.features.bronze import BronzeFrames, read_bronze
-from relisten_spark.features.embeddings import SvdFactors, fit_svd_factors, svd_tables
+from relisten_spark.features.bronze import BronzeFrames, bronze_versions, read_bronze
+from relisten_spark.features.embeddings import SVD_TABLES, SvdFactors, fit_svd_factors, svd_tables
 from relisten_spark.features.full import full_features
 from relisten_spark.features.inputs import EncodedInputs, encode_inputs
 from relisten_spark.features.manifest import manifest_frame, profile_specs
 from relisten_spark.features.serving import serving_features
 from relisten_spark.runtime import Held, PhaseTimer
 
+log = logging.getLogger(__name__)
+
 PROFILES = ("full", "serving")
 KEY_COLUMNS = ("idx", "msno", "song_id", "split", "target", "profile")
+# the silver tables of a profile, in their commit order
+OUTPUTS = ("features", "feature_manifest", *SVD_TABLES, label_codes.TABLE)
 
 
 @dataclass
@@ -116,30 +122,32 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     silver.features, silver.feature_manifest, the SVD tables and silver.label_codes."""
     profile = cfg.features.profile
     started = time.perf_counter()
-    result = compute_features(spark, read_bronze(spark, cfg), profile, cfg)
-    root = cfg.lake.root
+    versions = bronze_versions(cfg)
+    inputs = {f"bronze.{name}": v for name, v in versions.items()}
+    out = StageRun(spark, cfg, "silver", "features", OUTPUTS, scope=f"profile={profile}", inputs=inputs)
+    skipped = out.unchanged()
+    if skipped:
+        log.info("features [%s]: %s", profile, skipped)
+        return {"run_id": out.run_id, "profile": profile, "skipped": skipped}
+    result = compute_features(spark, read_bronze(spark, cfg, versions), profile, cfg)
     timer = PhaseTimer("features", result.timings)
-
-    def write(frame: DataFrame, name: str, options: dict[str, str] | None = None) -> None:
-        path = lake.table_path(root, "silver", name)
-        lake.write(
-            spark, frame, path, partition_by=["profile"], replace_where={"profile": profile}, options=options
-        )
-
-    try:
-        with timer.phase("write features"):
-            options = lake.wide_table_options(KEY_COLUMNS, ["msno", "song_id", "split", "profile"])
-            write(result.features, "features", options)
-        with timer.phase("write manifest, svd and label codes"):
-            write(result.manifest, "feature_manifest")
-            for name, frame in result.tables.items():
-                write(frame, name)
-        rows = lake.read(
-            spark, lake.table_path(root, "silver", "features"), where={"profile": profile}
-        ).count()
+    write = {"partition_by": ["profile"], "replace_where": {"profile": profile}}
+    try:  # every table staged, then committed together (relisten_spark.commits)
+        with out:
+            with timer.phase("write features"):
+                options = lake.wide_table_options(KEY_COLUMNS, ["msno", "song_id", "split", "profile"])
+                out.prepare("features", result.features, options=options, **write)
+            with timer.phase("write manifest, svd and label codes"):
+                out.prepare("feature_manifest", result.manifest, **write)
+                for name, frame in result.tables.items():
+                    out.prepare(name, frame, **write)
+            with timer.phase("commit"):
+                out.commit()
+        rows = lake.read(spark, out.paths["features"], where={"profile": profile}).count()
     finally:
         result.release()
     return {
+        "run_id": out.run_id,
         "profile": profile,
         "rows": rows,
         "columns": result.manifest.count(),

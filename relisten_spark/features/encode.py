@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from relisten_spark.runtime import checkpoint
+
 MISSING_CODE = 0
 UTC8_OFFSET_S = 8 * 3600
 SOURCE_COLUMNS = ("source_system_tab", "source_screen_name", "source_type")
@@ -81,7 +83,7 @@ def fit_many(values: DataFrame, encoders: Mapping[str, Sequence[str]]) -> dict[s
     )
     order = Window.partitionBy("enc").orderBy("n", "s")
     mapping = stacked.distinct().select("enc", "s", "n", F.row_number().over(order).cast("int").alias("code"))
-    mapping = mapping.localCheckpoint(eager=True)
+    mapping = checkpoint(mapping)
     sizes = {
         row["enc"]: int(row["size"])
         for row in mapping.groupBy("enc").agg(F.max("code").alias("size")).collect()
@@ -394,7 +396,7 @@ def song_rows(song_keys: DataFrame, songs: DataFrame, song_extra: DataFrame) -> 
     )
     for slot in _GENRE_RAW:  # genre 0 ("no genre") is the missing code
         table = table.withColumn(slot, F.when(F.col(slot) != 0, F.col(slot)))
-    return table.localCheckpoint(eager=True)
+    return checkpoint(table)
 
 
 def fit_song_codes(rows: DataFrame) -> SongCodes:

@@ -25,7 +25,7 @@ from relisten_spark.features.user_affinity import (
     member_add_batch,
 )
 from relisten_spark.features.windows import add_sequence_features
-from relisten_spark.runtime import Held
+from relisten_spark.runtime import Held, checkpoint
 
 
 def _counted(rows: DataFrame) -> DataFrame:
@@ -36,7 +36,7 @@ def _counted(rows: DataFrame) -> DataFrame:
 def full_features(inputs: EncodedInputs, factors: SvdFactors, shape: Shape, held: Held) -> DataFrame:
     """The full profile's features frame (:func:`~relisten_spark.features.assemble.assemble`)."""
     base = event_rows(inputs)
-    song_batch = popularity.song_counts_batch(inputs.song_t, _counted(base)).localCheckpoint()
+    song_batch = checkpoint(popularity.song_counts_batch(inputs.song_t, _counted(base)))
     nn = held.persist(_with_nn_values(base, inputs.song_t, song_batch))
     basis = F.col("_basis")
     user_batch = popularity.user_counts_batch(_counted(base)).join(
@@ -48,9 +48,9 @@ def full_features(inputs: EncodedInputs, factors: SvdFactors, shape: Shape, held
     )
     # one sort per key on the narrow frame; song-keyed last so that the SVD dot join below finds
     # the rows already partitioned by song
-    song_batch = song_batch.join(_song_time_stats(rows), "_song", "left").localCheckpoint()
+    song_batch = checkpoint(song_batch.join(_song_time_stats(rows), "_song", "left"))
     shares = user_source_shares(_counted(inputs.ev), SOURCE_SHARE_CODES)
-    user_batch = user_batch.join(shares.withColumnRenamed("msno", "_user"), "_user", "left").localCheckpoint()
+    user_batch = checkpoint(user_batch.join(shares.withColumnRenamed("msno", "_user"), "_user", "left"))
     rows = _per_row(rows, shape, basis, factors)
     users = user_table(inputs.member_t, factors, user_batch)
     return assemble(rows, users, song_table(inputs.song_t, factors, song_batch), shape, "full")

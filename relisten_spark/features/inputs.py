@@ -13,7 +13,7 @@ from relisten_spark.errors import InputError
 from relisten_spark.features import encode, label_codes
 from relisten_spark.features.bronze import BronzeFrames
 from relisten_spark.features.encode import LabelCodes
-from relisten_spark.runtime import Held
+from relisten_spark.runtime import Held, checkpoint
 from relisten_spark.splits import holdout_cutoff
 
 # the song-table columns every event row carries (its song's attributes)
@@ -67,18 +67,16 @@ def encode_inputs(frames: BronzeFrames, profile: str, cfg: Config, held: Held) -
     fit = encode.fit_rows(profile, cutoff)
     keys = encode.key_codes(events, {"_user": "msno", "_song": "song_id"})
     fit_events = events.where(fit)
-    users = encode.flag_fit(keys["_user"], fit_events, "msno").localCheckpoint()
-    songs = encode.flag_fit(keys["_song"], fit_events, "song_id").localCheckpoint()
+    users = checkpoint(encode.flag_fit(keys["_user"], fit_events, "msno"))
+    songs = checkpoint(encode.flag_fit(keys["_song"], fit_events, "song_id"))
     event_codes = encode.fit_event_codes(events, fit)
     ev = held.persist(encode.encode_events(events, keys["_user"], keys["_song"], event_codes))
     member_codes = encode.fit_member_codes(users, frames.members)
     member_t = encode.member_table(users, frames.members, member_codes)
-    member_t = member_t.withColumnRenamed("msno", "_raw_msno").localCheckpoint()
+    member_t = checkpoint(member_t.withColumnRenamed("msno", "_raw_msno"))
     song_rows = encode.song_rows(songs, frames.songs, frames.song_extra)
     song_codes = encode.fit_song_codes(song_rows)
-    song_t = (
-        encode.song_table(song_rows, song_codes).withColumnRenamed("song_id", "_raw_song").localCheckpoint()
-    )
+    song_t = checkpoint(encode.song_table(song_rows, song_codes).withColumnRenamed("song_id", "_raw_song"))
     codes = {
         **event_codes.sources,
         label_codes.SOURCE: encode.fit_source_codes(ev, fit),

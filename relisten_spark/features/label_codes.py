@@ -24,6 +24,7 @@ from relisten_spark.features.encode import (
     MemberCodes,
     SongCodes,
 )
+from relisten_spark.runtime import checkpoint
 
 TABLE = "label_codes"
 SOURCE = "source"
@@ -54,7 +55,7 @@ def read_codes(spark: SparkSession, root: str, profile: str) -> dict[str, LabelC
     rerun = f"run `relisten features --set features.profile={profile}`"
     if not lake.exists(path):
         raise InputError(f"{path} not found: {rerun}")
-    table = lake.read(spark, path, where={"profile": profile}).drop("profile").localCheckpoint(eager=True)
+    table = checkpoint(lake.read(spark, path, where={"profile": profile}).drop("profile"))
     sizes = {
         r["encoder"]: int(r["size"])
         for r in table.groupBy("encoder").agg(F.max("code").alias("size")).collect()

@@ -219,7 +219,7 @@ class ShardStream(IterableDataset):
         held = 0
         for chunk in self._chunks():
             buffer.append(chunk)
-            held += len(chunk["cat"])
+            held += _rows(chunk)
             if held >= self.shuffle_buffer_rows:
                 merged = _merge(buffer, rng if self.shuffle else None)
                 usable = held - held % self.batch_rows
@@ -236,9 +236,14 @@ class ShardStream(IterableDataset):
             yield {k: torch.from_numpy(np.ascontiguousarray(v[lo:hi])) for k, v in merged.items()}
 
 
+def _rows(chunk: dict[str, np.ndarray]) -> int:
+    """Rows of a chunk (every array of it has one row per table row)."""
+    return len(next(iter(chunk.values())))
+
+
 def _merge(buffer: list[dict[str, np.ndarray]], rng: np.random.Generator | None) -> dict[str, np.ndarray]:
     merged = {k: np.concatenate([c[k] for c in buffer]) for k in buffer[0]}
     if rng is not None:
-        perm = rng.permutation(len(merged["cat"]))
+        perm = rng.permutation(_rows(merged))
         merged = {k: v[perm] for k, v in merged.items()}
     return merged

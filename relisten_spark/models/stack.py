@@ -34,11 +34,12 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from sklearn.linear_model import LogisticRegression
 
-from relisten_spark import lake
+from relisten_spark import lake, tracking
 from relisten_spark.config import Config, StackConfig
 from relisten_spark.errors import InputError
 from relisten_spark.metrics import binary_metrics
 from relisten_spark.models import registry
+from relisten_spark.models.gbdt.predict import split_metrics
 from relisten_spark.predictions import predictions_path, read_predictions, write_predictions
 from relisten_spark.runs import new_run_id
 from relisten_spark.runtime import STACK, STACK_WEIGHTS_FILE
@@ -155,10 +156,12 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     """``relisten train-stack``: fit on calib, predict calib/eval/test, register the weights."""
     started = time.perf_counter()
     profile = stack_profile(cfg)
+    tracker = tracking.open_tracker(cfg)
     run_id = new_run_id("train-stack")
     path = predictions_path(cfg)
     if not lake.exists(path):
         raise InputError(f"no predictions table at {path}: run train-gbdt and train-nets first")
+    read_version = lake.version(path)
     preds = read_predictions(spark, cfg, profile=profile)
     versions, split_mode = _available(preds, cfg.stack.models)
     missing = [m for m in cfg.stack.models if m not in versions]
@@ -203,6 +206,9 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     write_predictions(spark, cfg, out, STACK, version, profile, run_id)
     auc = eval_auc(spark, cfg, profile, [*models, STACK])
     best = max((m for m in models if m in auc), key=lambda m: auc[m], default=None)
+    seconds = round(time.perf_counter() - started, 2)
+    track = tracker.enabled
+    tracked = tracker.log(_stage_log(spark, cfg, version, metadata, read_version, seconds)) if track else {}
     return {
         "run_id": run_id,
         "profile": profile,
@@ -215,5 +221,50 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
         "calib_rows_used": len(target),
         "eval_roc_auc": {m: f"{v:.5f}" for m, v in sorted(auc.items())},
         "best_single_model": best or "",
-        "seconds": round(time.perf_counter() - started, 2),
+        "seconds": seconds,
+        "mlflow": tracked,
     }
+
+
+def _stage_log(
+    spark: SparkSession,
+    cfg: Config,
+    version: str,
+    metadata: dict[str, Any],
+    read_version: int,
+    seconds: float,
+) -> tracking.StageLog:
+    """The MLflow view of a train-stack run: the stack as a pyfunc carrying its base models, its
+    metrics per split, the base models' registered versions as its parents."""
+    from relisten_spark.models.stack_pyfunc import StackModel, input_columns
+
+    profile, bases = metadata["profile"], metadata["base_models"]
+    folders = {m: str(registry.resolve(cfg.models.root, m, v)) for m, v in bases.items()}
+    weights, intercept = metadata["weights"], metadata["intercept"]
+    model = tracking.ModelLog(
+        STACK,
+        "pyfunc",
+        lambda: StackModel(weights, intercept),
+        version,
+        profile,
+        columns=[(c, "double") for c in input_columns(folders)],
+        parents=bases,
+        artifacts=folders,
+        requirements=[f"lightgbm=={tracking.package_version('lightgbm')}"],
+    )
+    preds = read_predictions(spark, cfg, model=STACK, profile=profile)
+    return tracking.StageLog(
+        "train-stack",
+        metadata["run_id"],
+        params={**metadata["params"], "profile": profile, "base_models": bases, "engine_version": version},
+        metrics={
+            **split_metrics(preds.where(F.col("model_version") == version)),
+            "weights": weights,
+            "intercept": intercept,
+            "calib_rows": metadata["calib_rows"],
+        },
+        seconds={"total": seconds},
+        input_versions={"gold.predictions": read_version},
+        tags={"relisten.profile": profile},
+        models=[model],
+    )

@@ -9,21 +9,21 @@ Spark ALS's ``recommendForAll``: users are packed into blocks of about ``block_s
 songs into shards of about ``shard_size`` rows, each block and shard one row holding its ids and
 a float32 factor matrix. The cross join of user blocks with song shards runs in Python tasks
 (``mapInArrow``); each task multiplies its user block with its shard ``block_size`` songs at a
-time and keeps a running top-k per user (``argpartition``), so a task never holds more than a
-``block_size x block_size`` score matrix. With one shard (the default up to 500,000 songs) the
-task's ranking is final; with several, the per-shard top-k lists are merged per user with a
-window ranking. Nothing is excluded here: the surfaces filter the candidates later, which is
-why callers ask for ``scoring.candidates + scoring.candidate_margin`` songs.
+time and keeps a running top-k per user (:func:`relisten_spark.retrieval.nearest.block_top_k`, a
+torch product per step), so a task never holds more than a ``block_size x block_size`` score
+matrix. With one shard (the default up to 500,000 songs) the task's ranking is final; with
+several, the per-shard top-k lists are merged per user with a window ranking. Nothing is
+excluded here: the surfaces filter the candidates later, which is why callers ask for
+``scoring.candidates + scoring.candidate_margin`` songs.
 
 Tie-break: equal scores rank by ``song_id`` ascending (songs are sorted by id inside a shard);
-which of several songs tied exactly at the k-th score makes the cut is decided by numpy's
+which of several songs tied exactly at the k-th score makes the cut is decided by torch's
 selection and is stable for the same input.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -33,23 +33,11 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from relisten_spark.errors import InputError
+from relisten_spark.retrieval.baselines import factor_columns
+from relisten_spark.retrieval.nearest import block_top_k
 
 BLOCK_SCHEMA = "block int, ids array<string>, factors binary"
 NEAREST_SCHEMA = "msno string, song_id string, factor_score double, factor_rank int"
-
-
-def factor_columns(df: DataFrame, prefix: str) -> list[str]:
-    """The ``<prefix>_<j>`` columns of ``df`` ordered by ``j``; raises if there are none.
-
-    >>> from types import SimpleNamespace
-    >>> factor_columns(SimpleNamespace(columns=["msno", "c_10", "c_2", "c_0"]), "c")
-    ['c_0', 'c_2', 'c_10']
-    """
-    pattern = re.compile(rf"^{re.escape(prefix)}_(\d+)$")
-    found = sorted((int(m.group(1)), c) for c in df.columns if (m := pattern.match(c)))
-    if not found:
-        raise InputError(f"factor table has no {prefix}_<j> columns (columns: {', '.join(df.columns)})")
-    return [c for _, c in found]
 
 
 def pack_blocks(
@@ -82,43 +70,6 @@ def pack_blocks(
         )
 
     return with_block.groupBy("_block").applyInPandas(pack, BLOCK_SCHEMA), blocks
-
-
-def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Column positions and values of each row's ``k`` largest scores (unordered).
-
-    >>> pos, val = top_k(np.array([[1.0, 5.0, 3.0], [2.0, 0.0, 9.0]]), 2)
-    >>> [sorted(p) for p in pos.tolist()], [sorted(v) for v in val.tolist()]
-    ([[1, 2], [0, 2]], [[3.0, 5.0], [2.0, 9.0]])
-    """
-    if scores.shape[1] <= k:
-        pos = np.broadcast_to(np.arange(scores.shape[1]), scores.shape).copy()
-        return pos, scores.copy()
-    pos = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    return pos, np.take_along_axis(scores, pos, axis=1)
-
-
-def block_top_k(
-    users: np.ndarray, songs: np.ndarray, k: int, block_size: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Each user's ``k`` best songs by ``users @ songs.T``, ``block_size`` songs at a time.
-
-    ``users`` ``[n_users, d]`` (already scaled by the singular values), ``songs`` ``[n_songs, d]``.
-    Returns (song positions, scores), each ``[n_users, min(k, n_songs)]``, sorted by score
-    descending then position ascending.
-    """
-    n_users = users.shape[0]
-    best_pos = np.empty((n_users, 0), dtype=np.int64)
-    best_val = np.empty((n_users, 0), dtype=np.float32)
-    for start in range(0, songs.shape[0], block_size):
-        scores = users @ songs[start : start + block_size].T
-        pos, val = top_k(scores, k)
-        merged_pos = np.concatenate([best_pos, pos + start], axis=1)
-        merged_val = np.concatenate([best_val, val], axis=1)
-        keep, best_val = top_k(merged_val, k)
-        best_pos = np.take_along_axis(merged_pos, keep, axis=1)
-    order = np.lexsort((best_pos, -best_val), axis=1)
-    return np.take_along_axis(best_pos, order, axis=1), np.take_along_axis(best_val, order, axis=1)
 
 
 _NEAREST_ARROW = pa.schema(

@@ -16,7 +16,8 @@ candidates of a user together. The task:
    ranks 1..N of the survivors;
 4. explains only the rows it keeps: the LightGBM contributions of those rows
    (``scoring.reasons``: path contributions, :mod:`~relisten_spark.scoring.attribution`, or
-   TreeSHAP), the three largest as ``reasons`` (``"<feature>:<+contribution>"``).
+   TreeSHAP), summed per feature family into readable reasons, the three largest as
+   ``reasons`` ``[{code, text, weight}]`` (:func:`~relisten_spark.scoring.attribution.family_reasons`).
 
 Ranking inside the task rather than with a window after it is what lets step 4 see the
 features: contributions can cost far more than a prediction (TreeSHAP: 465 us against 5.5 us
@@ -50,18 +51,23 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark import Accumulator
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.types import DoubleType, StructField, StructType
 
 from relisten_spark import runtime
 from relisten_spark.errors import InputError
 from relisten_spark.models import registry
 from relisten_spark.runtime import LIGHTGBM, LIGHTGBM_MODEL_FILE, LOGIT_EPS, NET_NAMES, STACK, spark_conf
 from relisten_spark.scoring import attribution
+from relisten_spark.scoring.levers import Levers, greedy_positions
 
 log = logging.getLogger(__name__)
 
 REASONS = 3
 KEYS = ("surface", "msno", "song_id", "artist_key")
-RANKED_SCHEMA = "surface string, msno string, rank int, song_id string, score double, reasons array<string>"
+RANKED_SCHEMA = (
+    "surface string, msno string, rank int, song_id string, score double, "
+    "reasons array<struct<code: string, text: string, weight: double>>"
+)
 _RANKED_ARROW = pa.schema(
     [
         ("surface", pa.string()),
@@ -69,7 +75,7 @@ _RANKED_ARROW = pa.schema(
         ("rank", pa.int32()),
         ("song_id", pa.string()),
         ("score", pa.float64()),
-        ("reasons", pa.list_(pa.string())),
+        ("reasons", attribution.REASONS_TYPE),
     ]
 )
 
@@ -112,10 +118,17 @@ class Ensemble:
 
 @dataclass(frozen=True)
 class SurfaceRule:
-    """Ranking rule of one surface: ``top_n`` rows, at most ``max_per_artist`` per artist."""
+    """Ranking rule of one surface: ``top_n`` rows, at most ``max_per_artist`` per artist, and
+    its product levers (:mod:`~relisten_spark.scoring.levers`; the defaults change nothing)."""
 
     top_n: int
     max_per_artist: int | None
+    levers: Levers = field(default_factory=Levers)
+
+
+def lever_columns(rules: Mapping[str, SurfaceRule]) -> list[str]:
+    """The feature columns the surfaces' levers read, in a stable order."""
+    return list(dict.fromkeys(c for r in rules.values() for c in r.levers.columns()))
 
 
 def load_ensemble(models_root: str, profile: str, reasons: str = "path") -> Ensemble:
@@ -257,6 +270,9 @@ def top_n_positions(frame: pd.DataFrame, rules: Mapping[str, SurfaceRule]) -> pd
     unknown = set(frame["surface"].unique()) - set(rules)
     if unknown:
         raise ValueError(f"rows of surfaces without a ranking rule: {sorted(unknown)}")
+    tuned = [s for s, r in rules.items() if r.levers.active]
+    if tuned:
+        return _with_levers(frame, rules, tuned)
     ordered = frame.assign(pos=np.arange(len(frame))).sort_values(
         ["surface", "msno", "score", "song_id"], ascending=[True, True, False, True], kind="stable"
     )
@@ -269,29 +285,44 @@ def top_n_positions(frame: pd.DataFrame, rules: Mapping[str, SurfaceRule]) -> pd
     return kept[["pos", "rank"]].reset_index(drop=True)
 
 
+def _with_levers(frame: pd.DataFrame, rules: Mapping[str, SurfaceRule], tuned: list[str]) -> pd.DataFrame:
+    """:func:`top_n_positions` when the surfaces ``tuned`` have active levers: those surfaces
+    through :func:`~relisten_spark.scoring.levers.greedy_positions`, the others the plain way."""
+    surface = frame["surface"].to_numpy()
+    plain_rules = {s: r for s, r in rules.items() if s not in tuned}
+    parts = []
+    for name in [None, *tuned]:
+        rows = np.flatnonzero(~np.isin(surface, tuned) if name is None else surface == name)
+        part = frame.iloc[rows].reset_index(drop=True)
+        if name is None:
+            kept = top_n_positions(part, plain_rules)
+        else:
+            rule = rules[name]
+            kept = greedy_positions(part, rule.top_n, rule.max_per_artist, rule.levers)
+        parts.append(kept.assign(pos=rows[kept["pos"].to_numpy()]))
+    out = pd.concat(parts, ignore_index=True)
+    pos = out["pos"].to_numpy()
+    out = out.assign(_s=surface[pos], _u=frame["msno"].to_numpy()[pos])
+    return out.sort_values(["_s", "_u", "rank"], kind="stable")[["pos", "rank"]].reset_index(drop=True)
+
+
 def reasons(
     booster: Any,
     x: np.ndarray,
     features: Sequence[str],
     k: int = REASONS,
     paths: attribution.PathContributions | None = None,
-) -> list[list[str]]:
-    """The ``k`` largest LightGBM contributions of each row of ``x``, as
-    ``"<feature>:<+contribution>"`` strings, largest first (ties: feature order): path
-    contributions from ``paths``, LightGBM's TreeSHAP when ``paths`` is None."""
+) -> pa.Array:
+    """The ``k`` reasons of each row of ``x`` (``list<struct<code, text, weight>>``,
+    :func:`~relisten_spark.scoring.attribution.family_reasons`) from its LightGBM contributions:
+    path contributions from ``paths``, LightGBM's TreeSHAP when ``paths`` is None."""
     if x.shape[0] == 0:
-        return []
+        return pa.array([], attribution.REASONS_TYPE)
     if paths is None:
         contrib = np.asarray(booster.predict(x, pred_contrib=True, num_threads=1))[:, : len(features)]
     else:
         contrib = paths.of(booster, x)[:, : len(features)]
-    order = np.lexsort((np.broadcast_to(np.arange(contrib.shape[1]), contrib.shape), -contrib), axis=1)[:, :k]
-    names = np.asarray(features, dtype=object)
-    values = np.take_along_axis(contrib, order, axis=1)
-    return [
-        [f"{names[j]}:{v:+.4f}" for j, v in zip(row_idx, row_val, strict=True)]
-        for row_idx, row_val in zip(order, values, strict=True)
-    ]
+    return attribution.family_reasons(contrib, features, k)
 
 
 def _rank_chunk(
@@ -300,7 +331,8 @@ def _rank_chunk(
     started = time.perf_counter()
     lgb_x = _lgb_matrix(table, ens.lgb_features)
     score = stack_probability(ens, base_logits(ens, table, lgb_x))
-    frame = pd.DataFrame({k: table.column(k).to_numpy(zero_copy_only=False) for k in KEYS})
+    columns = (*KEYS, *lever_columns(rules))
+    frame = pd.DataFrame({k: table.column(k).to_numpy(zero_copy_only=False) for k in columns})
     frame["score"] = score
     kept = top_n_positions(frame, rules)
     pos = kept["pos"].to_numpy()
@@ -317,7 +349,7 @@ def _rank_chunk(
             pa.array(kept["rank"].to_numpy(dtype=np.int32)),
             table.column("song_id").take(take).combine_chunks(),
             pa.array(score[pos]),
-            pa.array(why, pa.list_(pa.string())),
+            why,
         ],
         schema=_RANKED_ARROW,
     )
@@ -355,9 +387,12 @@ def _rank_fn(
 def cluster_by_user(pairs: DataFrame) -> DataFrame:
     """``pairs`` hash-partitioned by ``msno`` and sorted by it inside each partition: every
     candidate of a user in one task, users one after the other (what :func:`score_and_rank`
-    reads). The result is materialised (a local checkpoint): the optimizer drops a local sort
-    that a join follows, but broadcast joins applied to the materialised rows keep their order."""
-    return pairs.repartition("msno").sortWithinPartitions("msno").localCheckpoint(eager=True)
+    reads). Apply it last, right before :func:`score_and_rank` (the optimizer drops a local
+    sort that a join follows). Nothing is materialised: a task recomputed after an executor
+    is lost gets the same users. To shuffle only narrow rows, ``repartition("msno")`` them
+    before broadcast joins widen them; the planner then drops this repartition (the rows are
+    hash-partitioned by ``msno`` already) and only the local sort remains."""
+    return pairs.repartition("msno").sortWithinPartitions("msno")
 
 
 def arrow_batch_size(spark: SparkSession, rows: int) -> AbstractContextManager[None]:
@@ -377,12 +412,48 @@ def score_and_rank(
     ``pairs``: ``[surface, msno, song_id, artist_key, <every column of ens.columns>]``, one row
     per candidate of a surface, clustered by user (:func:`cluster_by_user`; cluster the narrow
     pairs before their feature columns are added, so that the wide rows are never shuffled).
-    Returns ``[surface, msno, rank int, song_id, score double, reasons array<string>]`` (rules
+    Returns ``[surface, msno, rank int, song_id, score double, reasons array<struct>]`` (rules
     in the module docstring). ``timer`` (a float accumulator) receives the seconds the tasks
     spent in model code. Run the action inside :func:`arrow_batch_size` to fix the batch size.
     """
-    missing = [c for c in (*KEYS, *ens.columns) if c not in pairs.columns]
+    extra = [c for c in lever_columns(rules) if c not in ens.columns]
+    missing = [c for c in (*KEYS, *ens.columns, *extra) if c not in pairs.columns]
+    if missing:
+        raise InputError(f"the scoring features lack columns the models or levers need: {missing[:5]}")
+    prepared = pairs.select(*KEYS, *ens.columns, *extra)
+    return prepared.mapInArrow(_rank_fn(ens, rules, batch_size, timer), RANKED_SCHEMA)
+
+
+def _score_fn(
+    ens: Ensemble, keep: Sequence[str]
+) -> Callable[[Iterable[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    """The task side of :func:`score_pairs`."""
+
+    def score(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            if not batch.num_rows:
+                continue
+            table = pa.Table.from_batches([batch])
+            lgb_x = _lgb_matrix(table, ens.lgb_features)
+            probability = stack_probability(ens, base_logits(ens, table, lgb_x))
+            columns = [table.column(c).combine_chunks() for c in keep]
+            yield pa.RecordBatch.from_arrays(
+                [*columns, pa.array(probability, pa.float64())], [*keep, "score"]
+            )
+
+    return score
+
+
+def score_pairs(pairs: DataFrame, ens: Ensemble, keep: Sequence[str]) -> DataFrame:
+    """The stack's probability of every candidate, unranked: ``[<keep>, score double]``.
+
+    ``pairs``: ``[<keep>, <every column of ens.columns>]``. The backtest scores its candidates
+    once with it and applies several lever settings to the scores
+    (:func:`~relisten_spark.scoring.levers.greedy_positions`).
+    """
+    missing = [c for c in (*keep, *ens.columns) if c not in pairs.columns]
     if missing:
         raise InputError(f"the scoring features lack columns the models need: {missing[:5]}")
-    prepared = pairs.select(*KEYS, *ens.columns)
-    return prepared.mapInArrow(_rank_fn(ens, rules, batch_size, timer), RANKED_SCHEMA)
+    prepared = pairs.select(*keep, *[c for c in ens.columns if c not in keep])
+    schema = StructType([*[prepared.schema[c] for c in keep], StructField("score", DoubleType())])
+    return prepared.mapInArrow(_score_fn(ens, keep), schema)

@@ -17,7 +17,8 @@ Stages (each logged with its time):
 4. output — a coverage check first (every user gets exactly N rows per surface, or the summary
    counts those who do not and why; more than N stops the run before anything is written),
    then ``gold.recs_<surface>`` (schemas.RECS) partitioned by ``run_date``; a rerun of a date
-   replaces that partition in one Delta commit.
+   replaces that partition in one Delta commit; then ``gold.recs_<surface>_enriched`` from it
+   (song name, artist, genres, readable reasons: :mod:`~relisten_spark.scoring.enriched`).
 
 The returned summary carries the run id, model and input versions, row counts and timings:
 the CLI writes it to ``gold.runs``.
@@ -33,21 +34,24 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from relisten_spark import lake
+from relisten_spark import lake, schemas, tracking
+from relisten_spark.commits import StageRun
 from relisten_spark.config import Config
-from relisten_spark.errors import InputError
 from relisten_spark.features import encode, label_codes
 from relisten_spark.features.bronze import BRONZE_TABLES, BronzeFrames, read_bronze
 from relisten_spark.features.embeddings import SVD_TABLES, read_svd_table
+from relisten_spark.retrieval import candidates as stored_candidates
+from relisten_spark.retrieval.baselines import singular_values
+from relisten_spark.retrieval.candidates import resolve_run_date
 from relisten_spark.runs import new_run_id
-from relisten_spark.runtime import Held, PhaseTimer
-from relisten_spark.scoring import candidates, rank, snapshot, surfaces
+from relisten_spark.runtime import Held, PhaseTimer, checkpoint
+from relisten_spark.scoring import candidates, enriched, rank, snapshot, surfaces
+from relisten_spark.scoring.levers import Levers
 
 log = logging.getLogger(__name__)
 
@@ -60,25 +64,7 @@ def recs_path(cfg: Config, surface: str) -> str:
     return lake.table_path(cfg.lake.root, "gold", f"recs_{surface}")
 
 
-def resolve_run_date(cfg: Config) -> str:
-    """``scoring.run_date`` or today's UTC date, as YYYY-MM-DD."""
-    return (cfg.scoring.run_date or datetime.now(UTC).date()).isoformat()
-
-
 # ---- candidates ----------------------------------------------------------------------------
-def singular_values(values: DataFrame, profile: str) -> list[float]:
-    """The user x song singular values in component order (``svd_values``: k small rows)."""
-    rows = (
-        values.where(F.col("matrix") == "user_song")
-        .select("component", "value")
-        .orderBy("component")
-        .collect()
-    )
-    if not rows:
-        raise InputError(f"silver/svd_values has no user_song values for profile '{profile}'")
-    return [float(r["value"]) for r in rows]
-
-
 @dataclass(frozen=True)
 class CandidateSet:
     """``users`` ``[msno]``; ``pairs`` ``[surface, msno, song_id, artist_key, source, cand_rank]``;
@@ -90,21 +76,38 @@ class CandidateSet:
     heard: DataFrame
 
 
-def build_pairs(spark: SparkSession, cfg: Config, frames: BronzeFrames, held: Held) -> CandidateSet:
-    """Every user's K candidates per surface (persisted through ``held``). Persisting also cuts
+def build_pairs(
+    spark: SparkSession,
+    cfg: Config,
+    frames: BronzeFrames,
+    held: Held,
+    users: DataFrame | None = None,
+    stored: DataFrame | None = None,
+) -> CandidateSet:
+    """Every user's K candidates per surface (persisted through ``held``); ``users`` ``[msno]``
+    only those users (default: every user of the members and the events); ``stored`` the
+    silver.candidates rows to draw from (default: the SVD nearest songs). Persisting also cuts
     the query plans: the candidate pools reuse the nearest songs, the catalog and the heard pairs
     several times, and without cached leaves Spark would both recompute them and optimise one
     very large plan."""
     scoring, profile = cfg.scoring, cfg.scoring.profile
     events = frames.events
-    users = held.persist(surfaces.all_users(events, frames.members))
-    member_f = read_svd_table(spark, cfg.lake.root, "svd_member", profile)
-    song_f = read_svd_table(spark, cfg.lake.root, "svd_song", profile)
-    values = singular_values(read_svd_table(spark, cfg.lake.root, "svd_values", profile), profile)
-    pool = scoring.candidates + scoring.candidate_margin
-    nearest = candidates.nearest_songs(
-        member_f, song_f, values, pool, scoring.block_size, scoring.song_shard_size
-    )
+    only = users is not None
+    users = held.persist(surfaces.all_users(events, frames.members) if users is None else users)
+    if stored is not None:
+        nearest = stored.select("msno", "song_id", F.col("rank").alias("factor_rank"))
+        if only:
+            nearest = nearest.join(users, "msno", "left_semi")
+    else:
+        member_f = read_svd_table(spark, cfg.lake.root, "svd_member", profile)
+        if only:  # only their nearest songs
+            member_f = member_f.join(users, "msno", "left_semi")
+        song_f = read_svd_table(spark, cfg.lake.root, "svd_song", profile)
+        values = singular_values(read_svd_table(spark, cfg.lake.root, "svd_values", profile), profile)
+        pool = scoring.candidates + scoring.candidate_margin
+        nearest = candidates.nearest_songs(
+            member_f, song_f, values, pool, scoring.block_size, scoring.song_shard_size
+        )
     nearest = held.persist(nearest)
     nearest.count()  # materialised once: every surface's pool reads it
     catalog = held.persist(surfaces.song_catalog(events, frames.songs))
@@ -120,6 +123,19 @@ def build_pairs(spark: SparkSession, cfg: Config, frames: BronzeFrames, held: He
         pairs = pairs.unionByName(other)
     pairs = held.persist(pairs.select("surface", *surfaces.POOL_COLUMNS))
     return CandidateSet(users, pairs, catalog, heard)
+
+
+def sources_fed(pairs: DataFrame, stored: DataFrame | None) -> dict[str, int]:
+    """Candidate pairs (all surfaces) per source: silver.candidates' sources (``stored``), or
+    ``svd`` without it, and ``popular_fill`` for the surfaces' popular fill."""
+    nearest, fill = F.col("source") == "nearest", F.lit("popular_fill")
+    if stored is None:
+        labelled = pairs.select(F.when(nearest, F.lit("svd")).otherwise(fill).alias("s"))
+    else:
+        origin = stored.select("msno", "song_id", F.col("source").alias("_stored"))
+        joined = pairs.join(origin, ["msno", "song_id"], "left")
+        labelled = joined.select(F.when(nearest, F.col("_stored")).otherwise(fill).alias("s"))
+    return {r["s"]: int(r["count"]) for r in labelled.groupBy("s").count().collect()}  # <= 5 sources
 
 
 # ---- features ------------------------------------------------------------------------------
@@ -146,32 +162,57 @@ def surface_codes(spark: SparkSession, cfg: Config) -> DataFrame:
     return spark.createDataFrame(mapped, schema)
 
 
+def surface_rules(cfg: Config) -> dict[str, rank.SurfaceRule]:
+    """Each surface's ranking rule: N, the artist cap and its levers (scoring.surfaces.*)."""
+    return {
+        name: rank.SurfaceRule(
+            surfaces.surface_top_n(cfg.scoring, name),
+            s.max_per_artist,
+            Levers(s.popularity_penalty, s.mmr_weight, s.mmr_similarity, cfg.features.svd_song_k),
+        )
+        for name, s in cfg.scoring.surfaces.items()
+    }
+
+
 # ---- output --------------------------------------------------------------------------------
 def recs_frame(ranked: DataFrame, surface: str, run_date: str, model_version: str) -> DataFrame:
     """The schemas.RECS rows of one surface from :func:`rank.score_and_rank`'s output."""
     return ranked.where(F.col("surface") == surface).select(
-        F.lit(run_date).alias("run_date"),
+        F.lit(run_date).cast("date").alias("run_date"),
         F.col("msno").cast("string"),
         F.col("rank").cast("int"),
         F.col("song_id").cast("string"),
         F.col("score").cast("double"),
         F.lit(model_version).alias("model_version"),
-        F.col("reasons").cast("array<string>"),
+        F.col("reasons").cast(schemas.RECS["reasons"].dataType),
     )
 
 
+def recs_stage(spark: SparkSession, cfg: Config, run_id: str, run_date: str) -> StageRun:
+    """The score run's writes: the ``run_date`` partition of every surface's table, committed
+    together; a score run for the same date that commits first after this call wins, this one
+    then fails with a write conflict (:mod:`relisten_spark.commits`)."""
+    tables = [f"recs_{name}" for name in cfg.scoring.surfaces]
+    return StageRun(spark, cfg, "gold", "score", tables, scope=f"run_date={run_date}", run_id=run_id)
+
+
 def write_recs(
-    spark: SparkSession, cfg: Config, ranked: DataFrame, run_date: str, model_version: str
+    spark: SparkSession,
+    cfg: Config,
+    ranked: DataFrame,
+    run_date: str,
+    model_version: str,
+    out: StageRun | None = None,
 ) -> dict[str, int]:
-    """Replace the ``run_date`` partition of every surface's table; return {table: version}."""
-    versions = {}
-    for name in cfg.scoring.surfaces:
-        path = recs_path(cfg, name)
-        df = recs_frame(ranked, name, run_date, model_version)
-        versions[f"gold.recs_{name}"] = lake.write(
-            spark, df, path, partition_by=["run_date"], replace_where={"run_date": run_date}
-        )
-    return versions
+    """Replace the ``run_date`` partition of every surface's table (through ``out``, default a
+    new :func:`recs_stage`); return {table: version}."""
+    out = out or recs_stage(spark, cfg, new_run_id("score"), run_date)
+    with out:
+        for name in cfg.scoring.surfaces:
+            df = recs_frame(ranked, name, run_date, model_version)
+            out.prepare(f"recs_{name}", df, partition_by=["run_date"], replace_where={"run_date": run_date})
+        versions = out.commit()
+    return {f"gold.{table}": v for table, v in versions.items()}
 
 
 def coverage(cfg: Config, cands: CandidateSet, ranked: DataFrame) -> dict[str, dict[str, int]]:
@@ -225,7 +266,7 @@ def _input_versions(cfg: Config) -> dict[str, int]:
     versions = {}
     for layer, names in (("bronze", BRONZE_TABLES), ("silver", SILVER_TABLES)):
         for name in names:
-            versions[f"{layer}.{name}"] = lake.version(lake.table_path(cfg.lake.root, layer, name))
+            versions[f"{layer}.{name}"] = lake.committed_version(lake.table_path(cfg.lake.root, layer, name))
     return versions
 
 
@@ -233,22 +274,23 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     """``relisten score``: candidates, features, ensemble, top-N per surface, Delta output."""
     timer = PhaseTimer("score")
     started = time.perf_counter()
+    tracker = tracking.open_tracker(cfg)
     run_id = new_run_id("score")
     run_date = resolve_run_date(cfg)
     surfaces.check_surfaces(cfg.scoring)
     ensemble = rank.load_ensemble(cfg.models.root, cfg.scoring.profile, cfg.scoring.reasons)
-    frames = read_bronze(spark, cfg)
+    out = recs_stage(spark, cfg, run_id, run_date)  # its writes conflict with a later run's
     input_versions = _input_versions(cfg)
-    rules = {
-        name: rank.SurfaceRule(surfaces.surface_top_n(cfg.scoring, name), s.max_per_artist)
-        for name, s in cfg.scoring.surfaces.items()
-    }
+    frames = read_bronze(spark, cfg, {n: input_versions[f"bronze.{n}"] for n in BRONZE_TABLES})
+    rules = surface_rules(cfg)
     log.info("score: run %s date %s, ensemble %s", run_id, run_date, ensemble.versions)
     held = Held()
     try:
         with timer.phase("candidates"):
-            cands = build_pairs(spark, cfg, frames, held)
+            stored = stored_candidates.read_candidates(spark, cfg, run_date)
+            cands = build_pairs(spark, cfg, frames, held, stored=stored)
             n_users, n_pairs = cands.users.count(), cands.pairs.count()
+            fed = sources_fed(cands.pairs, stored)
         with timer.phase("features_and_scoring"):
             codes = surface_codes(spark, cfg)
             features = snapshot.pair_features(spark, cfg, frames, cands.pairs, codes)
@@ -257,18 +299,19 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
             with rank.arrow_batch_size(spark, cfg.scoring.batch_size):
                 # materialised once, its lineage cut: the writes and the coverage check reuse it,
                 # and their plans stay small (the feature plan behind it is large)
-                ranked = ranked.localCheckpoint(eager=True)
+                ranked = checkpoint(ranked)
             n_ranked = ranked.count()
         timer.seconds["model_task_seconds"] = round(float(model_seconds.value), 3)
         with timer.phase("coverage"):  # before the write: a defect stops the run, not the readers
             covered = coverage(cfg, cands, ranked)
         with timer.phase("write"):
-            table_versions = write_recs(spark, cfg, ranked, run_date, ensemble.stack_version)
+            table_versions = write_recs(spark, cfg, ranked, run_date, ensemble.stack_version, out)
+            table_versions.update(enriched.write_enriched(spark, cfg, frames, run_date))
     finally:
         held.release()
     timer.seconds["total"] = round(time.perf_counter() - started, 3)
     short = sum(v for c in covered.values() for k, v in c.items() if k.startswith("short_"))
-    return {
+    summary: dict[str, Any] = {
         "run_id": run_id,
         "run_date": run_date,
         "model_version": ensemble.stack_version,
@@ -279,7 +322,35 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
             for table, v in table_versions.items()
         },
         "rows": {"users": n_users, "candidate_pairs": n_pairs, "recommendations": n_ranked},
+        "candidate_sources": fed,
         "coverage": covered,
         "users_short_of_n": short,
         "seconds": timer.seconds,
     }
+    if tracker.enabled:
+        summary["mlflow"] = tracker.log(_stage_log(cfg, summary, tracker))
+    return summary
+
+
+def _stage_log(cfg: Config, summary: dict[str, Any], tracker: tracking.Tracker) -> tracking.StageLog:
+    """The MLflow view of a score run: rows, coverage and timings as metrics, the engine versions
+    of the models used as params ``model.<name>`` and their registered versions as tags
+    ``relisten.registered.<name>``."""
+    used = summary["model_versions"]
+    registered = tracker.registered_versions(used)
+    keys = ("top_n", "candidates", "profile", "reasons", "candidate_margin")
+    return tracking.StageLog(
+        "score",
+        summary["run_id"],
+        params={
+            **{k: getattr(cfg.scoring, k) for k in keys},
+            "run_date": summary["run_date"],
+            "surfaces": sorted(cfg.scoring.surfaces),
+            "model": used,
+        },
+        metrics={k: summary[k] for k in ("rows", "coverage", "users_short_of_n")},
+        seconds=summary["seconds"],
+        input_versions=summary["input_versions"],
+        tags={f"relisten.registered.{m}": v for m, v in registered.items()},
+        dicts={"tables.json": summary["tables"]},
+    )

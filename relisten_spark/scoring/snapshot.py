@@ -76,6 +76,7 @@ from relisten_spark.features.user_affinity import (
     nn_value,
 )
 from relisten_spark.features.windows import counts_from_state, window_state
+from relisten_spark.runtime import checkpoint
 from relisten_spark.scoring.rank import cluster_by_user
 from relisten_spark.splits import holdout_cutoff
 
@@ -111,18 +112,24 @@ class Context:
     source: int
 
 
-def scoring_clock(events: DataFrame, cfg: Config) -> ScoringClock:
-    """The scoring clock of ``events`` (bronze): N = max(idx) + 1, the serving time map."""
+def scoring_clock(events: DataFrame, cfg: Config, as_of: int | None = None) -> ScoringClock:
+    """The scoring clock of ``events`` (bronze): N = max(idx) + 1, the serving time map.
+
+    ``as_of`` (the backtest): N = ``as_of``, the log being the rows with ``idx < as_of``; the
+    row-time map stays the log's (it depends only on the number of train rows).
+    """
+    before = F.lit(True) if as_of is None else F.col("idx") < F.lit(as_of)
     row = events.agg(
-        F.count(F.lit(1)).alias("rows"),
-        F.max("idx").alias("last"),
+        F.sum(before.cast("long")).alias("rows"),
+        F.max(F.when(before, F.col("idx"))).alias("last"),
         F.sum((F.col("split") == "train").cast("long")).alias("train"),
     ).collect()[0]
     n_train = int(row["train"] or 0)
     if row["last"] is None or n_train < 2:
         raise InputError(f"bronze.events has {n_train} train rows; scoring needs at least 2")
     cutoff = holdout_cutoff(events, cfg.evaluation)
-    return ScoringClock(int(row["last"]) + 1, int(row["rows"]), n_train, serving_clock(n_train), cutoff)
+    idx = int(row["last"]) + 1 if as_of is None else as_of
+    return ScoringClock(idx, int(row["rows"]), n_train, serving_clock(n_train), cutoff)
 
 
 def read_history(spark: SparkSession, cfg: Config, now: ScoringClock) -> DataFrame:
@@ -131,7 +138,7 @@ def read_history(spark: SparkSession, cfg: Config, now: ScoringClock) -> DataFra
     rerun = "run `relisten features --set features.profile=serving`"
     if not lake.exists(path):
         raise InputError(f"{path} not found: {rerun}")
-    history = lake.read(spark, path, where={"profile": PROFILE})
+    history = lake.read(spark, path, where={"profile": PROFILE}).where(F.col("idx") < F.lit(now.idx))
     got = history.agg(F.count(F.lit(1)).alias("n"), F.max("idx").alias("last")).collect()[0]
     if (got["n"], got["last"]) != (now.rows, now.idx - 1):
         raise InputError(
@@ -155,7 +162,7 @@ def coded_surfaces(codes: DataFrame, source: LabelCodes) -> tuple[DataFrame, lis
     """(``[surface, _ctx, <source code columns>, source]``: each surface's context with its
     ``source`` code, encoded with the feature job's encoder; the distinct contexts)."""
     by_surface = codes.select("surface", F.col("context").alias("_ctx"), *SOURCE_COLUMNS)
-    by_surface = encode.add_source(by_surface, source).localCheckpoint()
+    by_surface = checkpoint(encode.add_source(by_surface, source))
     coded = by_surface.drop("surface").distinct().collect()  # one row per surface context
     return by_surface, [
         Context(r["_ctx"], tuple(int(r[c]) for c in SOURCE_COLUMNS), int(r["source"]))
@@ -290,24 +297,30 @@ def _narrow(
 
 
 def pair_features(
-    spark: SparkSession, cfg: Config, frames: BronzeFrames, pairs: DataFrame, codes: DataFrame
+    spark: SparkSession,
+    cfg: Config,
+    frames: BronzeFrames,
+    pairs: DataFrame,
+    codes: DataFrame,
+    as_of: int | None = None,
 ) -> DataFrame:
     """Serving features of every candidate pair, clustered by user for
     :func:`~relisten_spark.scoring.rank.score_and_rank`: ``[surface, msno, song_id, artist_key,
     <catalogue columns>]`` (columns outside the serving profile are typed nulls).
 
     ``pairs``: ``[surface, msno, song_id, artist_key, ...]`` (other columns are ignored);
-    ``codes``: score.surface_codes.
+    ``codes``: score.surface_codes; ``as_of``: the features of an event at that idx, from the
+    log's rows before it (:func:`scoring_clock`; None = after the whole log).
     """
     shape = config_shape(cfg)
-    now = scoring_clock(frames.events, cfg)
+    now = scoring_clock(frames.events, cfg, as_of)
     history = read_history(spark, cfg, now)
     encoders = label_codes.read_codes(spark, cfg.lake.root, PROFILE)
     by_surface, ctxs = coded_surfaces(codes, label_codes.source_codes(encoders))
     factors = read_factors(spark, cfg.lake.root, PROFILE)
     _check_songs(pairs, history)
     log_songs = encode.song_rows(history.select("song_id").distinct(), frames.songs, frames.song_extra)
-    song_t = encode.song_table(log_songs, label_codes.song_codes(encoders)).localCheckpoint()
+    song_t = checkpoint(encode.song_table(log_songs, label_codes.song_codes(encoders)))
     fill, gap_fill = fills(history, song_t, now.fit())
     rows = add_nn_values(history, fill)
     users = user_state(
@@ -321,12 +334,14 @@ def pair_features(
     songs = song_state(pairs.select("song_id").distinct(), song_t, history, per_song, factors)
 
     narrow = _narrow(pairs, by_surface, song_t, rows, factors, fill)
-    wide = cluster_by_user(narrow).join(F.broadcast(users), "msno", "left")
+    wide = narrow.repartition("msno").join(F.broadcast(users), "msno", "left")  # narrow rows shuffled
     wide = wide.join(F.broadcast(songs), "song_id", "left")
     computed = from_state(now, shape, ctxs, gap_fill)
     wide = wide.select("*", *[c.alias(n) for n, c in computed.items()])
     wide = wide.select("*", *flag_columns(include_after=False), *membership_time_columns())
-    return wide.select("surface", "msno", "song_id", "artist_key", *output_columns(shape, PROFILE))
+    return cluster_by_user(
+        wide.select("surface", "msno", "song_id", "artist_key", *output_columns(shape, PROFILE))
+    )
 
 
 def _check_songs(pairs: DataFrame, history: DataFrame) -> None:

@@ -81,6 +81,7 @@ def _expected() -> dict[tuple, float]:
     return out
 
 
+@pytest.mark.slow
 def test_evaluate_writes_every_metric_of_every_model_and_is_idempotent(spark, tmp_lake):
     _write(spark, tmp_lake)
     _truth(tmp_lake)

@@ -250,6 +250,7 @@ def test_full_neighbour_columns_copy_the_neighbouring_row(full) -> None:
 
 
 # ---- serving profile ---------------------------------------------------------------------------
+@pytest.mark.slow
 def test_run_writes_the_serving_partition_beside_the_full_one(spark, serving_run, lake_root: Path) -> None:
     table = serving_run["features"]
     assert table.groupby("profile").size().to_dict() == {"full": 300, "serving": 301}
@@ -310,6 +311,7 @@ def _changed_and_cut(i_changed: int, i_cut: int) -> list[tuple]:
     return rows
 
 
+@pytest.mark.slow
 def test_serving_rows_ignore_changed_and_deleted_later_rows(spark, serving) -> None:
     i_changed, i_cut = 200, 260  # a holdout train row; later rows changed, rows after 260 deleted
     frames = tiny_frames(spark, _changed_and_cut(i_changed, i_cut))
@@ -325,6 +327,7 @@ def test_serving_rows_ignore_changed_and_deleted_later_rows(spark, serving) -> N
     assert _frames_equal(changed.loc[later], serving.loc[later], ["msno_rec_cnt", "song_rec_cnt"]) != []
 
 
+@pytest.mark.slow
 def test_score_rows_get_the_features_of_an_event_at_that_time(spark, serving) -> None:
     """Hypothetical events appended at ONE idx: each gets exactly the features the appended test
     row gets at that idx, and no other row changes (scoring's contract)."""

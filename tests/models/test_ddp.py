@@ -165,7 +165,8 @@ def fast_cfg(tmp_lake: Config, **nets) -> Config:
 @pytest.fixture(scope="module")
 def lake_cfg(spark, tmp_path_factory) -> Config:
     root = tmp_path_factory.mktemp("nets")
-    cfg = load_config(None, [f"lake.root={root / 'lake'}", f"models.root={root / 'models'}"])
+    overrides = [f"lake.root={root / 'lake'}", f"models.root={root / 'models'}", "tracking.enabled=false"]
+    cfg = load_config(None, overrides)
     write_feature_tables(spark, cfg)
     return cfg
 
@@ -284,12 +285,14 @@ def test_single_process_training_is_saved_with_metadata(jenn_job, one_process, p
     assert meta["profile"] == "full"
 
 
+@pytest.mark.slow
 def test_fixed_seed_gives_the_same_validation_auc(jenn_job, one_process) -> None:
     again = launch(_again(jenn_job[1], "again"), 1, True, False)["jenn"]
     assert abs(one_process["val_auc"] - again["val_auc"]) < 1e-4
     assert again["version"] != one_process["version"]
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_process(jenn_job, one_process) -> None:
     two = launch(_again(jenn_job[1], "two"), 2, True, False)["jenn"]
     assert two["world_size"] == 2
@@ -331,6 +334,7 @@ def test_failing_rank_ends_the_job_with_its_error(lake_cfg, prepared) -> None:
     assert not Path(job.error_dir).exists()
 
 
+@pytest.mark.slow
 def test_run_trains_both_nets_and_writes_predictions(spark, lake_cfg) -> None:
     cfg = fast_cfg(lake_cfg, epochs=None, batch_size=None, profile="serving")
     cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"raw_dir": str(lake_cfg.lake.root)})})

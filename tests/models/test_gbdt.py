@@ -146,6 +146,7 @@ def lake_cfg(spark, tmp_path_factory) -> Config:
         None,
         [
             "spark.master=local[2]",
+            "tracking.enabled=false",
             f"lake.root={root / 'lake'}",
             f"models.root={root / 'models'}",
             f"data.raw_dir={root / 'raw'}",
@@ -291,6 +292,7 @@ def test_more_tasks_than_slots_is_a_config_error(spark, lake_cfg):
 
 
 # ---- the stage ------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_train_gbdt_both_profiles_then_evaluate(spark, lake_cfg):
     """Acceptance: both profiles train, and on eval the model beats the popularity baseline."""
     summaries = {}

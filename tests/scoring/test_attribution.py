@@ -77,7 +77,8 @@ def test_reasons_name_the_largest_path_contributions() -> None:
     table = attribution.path_contributions(booster)
     got = rank.reasons(booster, x[:20], names, paths=table)
     contrib = table.of(booster, x[:20])
-    for row, c in zip(got, contrib, strict=True):
+    for row, c in zip(got.to_pylist(), contrib, strict=True):  # each column its own reason here
         top = np.argsort(-c, kind="stable")[:3]
-        assert row == [f"{names[j]}:{c[j]:+.4f}" for j in top]
-    assert rank.reasons(booster, x[:0], names, paths=table) == []
+        assert [r["code"] for r in row] == [names[j] for j in top]
+        np.testing.assert_allclose([r["weight"] for r in row], c[top] / np.abs(c).sum())
+    assert rank.reasons(booster, x[:0], names, paths=table).to_pylist() == []

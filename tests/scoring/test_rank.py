@@ -82,7 +82,7 @@ def expected_ranking(frame: pd.DataFrame, booster: lgb.Booster) -> pd.DataFrame:
             "rank": kept["rank"].to_numpy().astype("int32"),
             "song_id": rows["song_id"].to_numpy(),
             "score": rows["score"].to_numpy(),
-            "reasons": why,
+            "reasons": why.to_pylist(),
         }
     )
 
@@ -120,9 +120,10 @@ def test_reasons_are_the_largest_contributions() -> None:
     x = np.random.default_rng(2).normal(size=(6, len(FEATURES)))
     got = rank.reasons(booster, x, FEATURES)
     contrib = booster.predict(x, pred_contrib=True)[:, :-1]
-    for row, c in zip(got, contrib, strict=True):
+    for row, c in zip(got.to_pylist(), contrib, strict=True):  # each column its own reason here
         top = np.argsort(-c, kind="stable")[:3]
-        assert row == [f"{FEATURES[j]}:{c[j]:+.4f}" for j in top]
+        assert [r["code"] for r in row] == [FEATURES[j] for j in top]
+        np.testing.assert_allclose([r["weight"] for r in row], c[top] / np.abs(c).sum())
 
 
 def test_score_and_rank_matches_the_reference(spark, tmp_lake) -> None:
@@ -139,7 +140,8 @@ def test_score_and_rank_matches_the_reference(spark, tmp_lake) -> None:
         got = ranked.toPandas()
 
     want = expected_ranking(frame, booster)
-    assertDataFrameEqual(spark.createDataFrame(got), spark.createDataFrame(want), rtol=1e-9)
+    schema = rank.RANKED_SCHEMA
+    assertDataFrameEqual(spark.createDataFrame(got, schema), spark.createDataFrame(want, schema), rtol=1e-9)
     assert (got.groupby(["surface", "msno"]).size().loc["shopping"] == 6).all()
 
 

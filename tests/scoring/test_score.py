@@ -14,10 +14,10 @@ from pyspark.testing import assertDataFrameEqual
 from relisten_spark import lake, schemas
 from relisten_spark.config import SurfaceConfig, load_config
 from relisten_spark.errors import ConfigError
-from relisten_spark.features import encode, label_codes
+from relisten_spark.features import encode, label_codes, labels
 from relisten_spark.features.bronze import BronzeFrames
 from relisten_spark.runtime import Held
-from relisten_spark.scoring import score, surfaces
+from relisten_spark.scoring import enriched, score, surfaces
 
 pytestmark = pytest.mark.spark
 
@@ -115,10 +115,14 @@ def _ranked(spark, rows):
 
 def test_write_recs_replaces_one_date_and_keeps_the_others(spark, tmp_lake) -> None:
     cfg = _cfg(tmp_lake)
-    first = _ranked(spark, [("story", "u1", 1, "s1", 0.9, ["f:+0.1"]), ("shopping", "u1", 1, "s2", 0.8, [])])
+    first = _ranked(
+        spark, [("story", "u1", 1, "s1", 0.9, [("f", "f", 0.1)]), ("shopping", "u1", 1, "s2", 0.8, [])]
+    )
     score.write_recs(spark, cfg, first, "2026-11-01", "v1")
     score.write_recs(spark, cfg, first, "2026-11-02", "v1")
-    again = _ranked(spark, [("story", "u9", 1, "s7", 0.5, ["g:+0.2"]), ("story", "u9", 2, "s6", 0.4, [])])
+    again = _ranked(
+        spark, [("story", "u9", 1, "s7", 0.5, [("g", "g", 0.2)]), ("story", "u9", 2, "s6", 0.4, [])]
+    )
     versions = score.write_recs(spark, cfg, again, "2026-11-01", "v2")
 
     story_path = score.recs_path(cfg, "story")
@@ -126,6 +130,7 @@ def test_write_recs_replaces_one_date_and_keeps_the_others(spark, tmp_lake) -> N
     table = DeltaTable(story_path)
     assert table.metadata().partition_columns == ["run_date"]
     got = table.to_pandas().sort_values(["run_date", "rank"])
+    got["run_date"] = got["run_date"].astype(str)  # a date column
     assert got[["run_date", "msno", "rank", "song_id", "model_version"]].values.tolist() == [
         ["2026-11-01", "u9", 1, "s7", "v2"],
         ["2026-11-01", "u9", 2, "s6", "v2"],
@@ -133,7 +138,7 @@ def test_write_recs_replaces_one_date_and_keeps_the_others(spark, tmp_lake) -> N
     ]
     assert lake.read(spark, story_path).schema == schemas.RECS
     shopping = DeltaTable(score.recs_path(cfg, "shopping")).to_pandas()
-    assert sorted(shopping["run_date"]) == ["2026-11-02"]  # the rerun of 11-01 had no shopping rows
+    assert sorted(shopping["run_date"].astype(str)) == ["2026-11-02"]  # 11-01's rerun had no shopping rows
 
 
 def test_coverage_counts_short_users_by_reason(spark, tmp_lake) -> None:
@@ -180,7 +185,7 @@ def test_run_date_comes_from_the_config_as_a_date(tmp_lake) -> None:
 
 
 def test_recs_frame_has_the_recs_schema(spark) -> None:
-    ranked = _ranked(spark, [("story", "u1", 1, "s1", 0.9, ["a:+1.0000"])])
+    ranked = _ranked(spark, [("story", "u1", 1, "s1", 0.9, [("a", "a", 1.0)])])
     got = score.recs_frame(ranked, "story", "2026-11-23", "v7")
     assert [(f.name, f.dataType) for f in got.schema] == [(f.name, f.dataType) for f in schemas.RECS]
     assert got.where(F.col("model_version") == "v7").count() == 1
@@ -213,6 +218,23 @@ def check_recs(cfg, run_date: str, users: set[str], coverage: dict[str, dict[str
         assert coverage[name]["with_n"] == len(users) - short
 
 
+def check_enriched(cfg, run_date: str, readable: bool = False) -> None:
+    """gold.recs_<surface>_enriched: the recs' rows with the song's artist and the reasons'
+    texts; ``readable``: catalogue features, so every reason is a labelled family."""
+    for name in cfg.scoring.surfaces:
+        part = [("run_date", "=", run_date)]
+        recs = DeltaTable(score.recs_path(cfg, name)).to_pandas(partitions=part)
+        rows = DeltaTable(enriched.enriched_path(cfg, name)).to_pandas(partitions=part)
+        assert sorted(zip(rows["msno"], rows["rank"], rows["song_id"], strict=True)) == sorted(
+            zip(recs["msno"], recs["rank"], recs["song_id"], strict=True)
+        )
+        artist = {s: a for s, (_, a) in SONGS.items()}
+        assert rows["artist_name"].tolist() == rows["song_id"].map(artist).tolist()
+        assert all(w.startswith(r[0]["text"]) for w, r in zip(rows["why"], rows["reasons"], strict=True))
+        if readable:
+            assert {r["code"] for rs in rows["reasons"] for r in rs} <= set(labels.REASONS)
+
+
 def _train_lgb(features: list[str], seed: int = 0):
     import lightgbm as lgb
 
@@ -242,6 +264,7 @@ def _register(cfg, features: list[str]) -> str:
     return registry.save_model(cfg.models.root, "stack", lambda f: (f / "stack.json").write_text("{}"), meta)
 
 
+@pytest.mark.slow
 def test_ranked_recommendations_meet_the_acceptance_invariants(spark, tmp_lake) -> None:
     """Candidates -> (stand-in features) -> ensemble -> Delta, and a rerun of the date."""
     cfg = _cfg(tmp_lake, candidates=4)
@@ -284,6 +307,9 @@ def test_ranked_recommendations_meet_the_acceptance_invariants(spark, tmp_lake) 
     covered = score.coverage(cfg, cands, ranked)
     all_users = {"u1", "u2", "u3", "cold"}
     check_recs(cfg, "2026-11-23", all_users, covered)
+    enriched_versions = enriched.write_enriched(spark, cfg, frames, "2026-11-23")
+    assert sorted(enriched_versions) == ["gold.recs_shopping_enriched", "gold.recs_story_enriched"]
+    check_enriched(cfg, "2026-11-23")
 
     before = DeltaTable(score.recs_path(cfg, "story")).to_pandas().sort_values(["run_date", "msno", "rank"])
     versions = score.write_recs(spark, cfg, ranked, "2026-11-23", stack_version)  # rerun of the date
@@ -291,7 +317,7 @@ def test_ranked_recommendations_meet_the_acceptance_invariants(spark, tmp_lake) 
     assert versions["gold.recs_story"] == 2
     # same rows: the partition was replaced, not appended to; the other date kept
     assert before.reset_index(drop=True).equals(after.reset_index(drop=True))
-    assert sorted(after["run_date"].unique()) == ["2026-11-22", "2026-11-23"]
+    assert sorted(str(d) for d in after["run_date"].unique()) == ["2026-11-22", "2026-11-23"]
 
 
 @pytest.mark.slow
@@ -315,6 +341,7 @@ def test_score_command_end_to_end(spark, tmp_lake) -> None:
 
     assert summary["model_version"] == version
     check_recs(cfg, "2026-11-23", {"u1", "u2", "u3", "cold"}, summary["coverage"])
+    check_enriched(cfg, "2026-11-23", readable=True)
     all_runs = lake.read(spark, lake.table_path(cfg.lake.root, "gold", "runs")).collect()
     statuses = sorted((r.command, r.status) for r in all_runs)
     assert statuses == [("features", "succeeded"), ("score", "succeeded")]

@@ -207,6 +207,7 @@ def test_pair_features_equal_compute_features_of_appended_events(spark, lake_wit
     assert (kiosk["source_system_tab"] != got.xs("story", level="surface")["source_system_tab"]).all()
 
 
+@pytest.mark.slow
 def test_pair_rows_arrive_clustered_by_user(spark, lake_with_features) -> None:
     """What score_and_rank needs: each partition's rows sorted by msno, no user in two."""
     cfg, frames = lake_with_features

@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -45,25 +45,43 @@ def launch(job: TrainJob, num_processes: int, local_mode: bool, use_gpu: bool) -
 
     Raises :class:`TrainingError` with the first failing rank's error.
     """
+    results = run_ranks(train_worker, job, job.error_dir, "train-nets", num_processes, local_mode, use_gpu)
+    for params in job.params:
+        if params.kind not in results:
+            raise TrainingError(f"train-nets: rank 0 returned no result for {params.kind}")
+    return {params.kind: results[params.kind] for params in job.params}
+
+
+def run_ranks(
+    worker: Callable[[Any], str],
+    job: Any,
+    error_dir: str,
+    stage: str,
+    num_processes: int,
+    local_mode: bool,
+    use_gpu: bool,
+) -> dict[str, Any]:
+    """Run ``worker(job)`` on ``num_processes`` ranks; return rank 0's JSON result as a dict.
+
+    ``worker`` returns the same JSON text on every rank and, when it fails, leaves its error in
+    ``<error_dir>/error-rank<r>.json`` (:func:`~relisten_spark.models.ddp.worker.run_rank`);
+    the earliest one is raised as a :class:`TrainingError` starting with ``stage``.
+    """
     from pyspark.ml.torch.distributor import TorchDistributor
 
-    errors = Path(job.error_dir)
+    errors = Path(error_dir)
     errors.mkdir(parents=True, exist_ok=True)
     try:
         distributor = TorchDistributor(num_processes=num_processes, local_mode=local_mode, use_gpu=use_gpu)
         try:
             with _passive_openmp():
-                returned = distributor.run(train_worker, job)
+                returned = distributor.run(worker, job)
         except Exception as exc:
-            raise TrainingError(_failure(errors, exc)) from exc
-        failure = _first_error(errors)
+            raise TrainingError(_failure(errors, exc, stage)) from exc
+        failure = _first_error(errors, stage)
         if failure:
             raise TrainingError(failure)
-        results = json.loads(returned) if isinstance(returned, str) else {}
-        for params in job.params:
-            if params.kind not in results:
-                raise TrainingError(f"train-nets: rank 0 returned no result for {params.kind}")
-        return {params.kind: results[params.kind] for params in job.params}
+        return json.loads(returned) if isinstance(returned, str) else {}
     finally:
         shutil.rmtree(errors, ignore_errors=True)
 
@@ -84,17 +102,17 @@ def _passive_openmp() -> Iterator[None]:
         os.environ.pop(key, None)
 
 
-def _first_error(errors: Path) -> str | None:
+def _first_error(errors: Path, stage: str) -> str | None:
     found = [json.loads(p.read_text()) for p in errors.glob(ERROR_FILES)]
     if not found:
         return None
     first = min(found, key=lambda e: e["time"])
-    return f"train-nets: rank {first['rank']} failed while {first['stage']}: {first['error']}"
+    return f"{stage}: rank {first['rank']} failed while {first['stage']}: {first['error']}"
 
 
-def _failure(errors: Path, exc: Exception) -> str:
-    found = _first_error(errors)
+def _failure(errors: Path, exc: Exception, stage: str) -> str:
+    found = _first_error(errors, stage)
     if found:
         return found
     lines = [line for line in str(exc).splitlines() if line.strip()]
-    return f"train-nets: distributed training failed: {lines[-1] if lines else type(exc).__name__}"
+    return f"{stage}: distributed training failed: {lines[-1] if lines else type(exc).__name__}"

@@ -21,6 +21,7 @@ import resource
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -43,14 +44,21 @@ ERROR_FILES = "error-rank*.json"
 def train_worker(job: TrainJob) -> str:
     """Entry point of every rank: train every net of ``job``; return rank 0's results
     ``{net: {version, val_auc, ...}}`` as JSON text, the same text on every rank."""
+    return run_rank(job.error_dir, lambda rank, state: _train_all(job, rank, state))
+
+
+def run_rank(error_dir: str, body: Callable[[int, dict[str, str]], str]) -> str:
+    """Run ``body(rank, state)`` on this rank with worker logging; on failure leave the rank's
+    ``state["stage"]`` and one-line error in ``<error_dir>/error-rank<r>.json`` (read by
+    :mod:`~relisten_spark.models.ddp.launch`) and re-raise; always leave the process group."""
     rank = int(os.environ.get("RANK", "0"))
     state = {"stage": "starting"}
     _configure_worker_logging(rank)
     try:
-        return _train_all(job, rank, state)
+        return body(rank, state)
     except BaseException as exc:
         error = {"rank": rank, "time": time.time(), "stage": state["stage"], "error": _one_line(exc)}
-        Path(job.error_dir, f"error-rank{rank}.json").write_text(json.dumps(error))
+        Path(error_dir, f"error-rank{rank}.json").write_text(json.dumps(error))
         log.error("rank %d failed while %s:\n%s", rank, state["stage"], traceback.format_exc())
         raise
     finally:
@@ -73,13 +81,14 @@ def _configure_worker_logging(rank: int) -> None:
         )
 
 
-def _device(job: TrainJob) -> torch.device:
-    """This rank's device (its local GPU, or the CPU) with the thread settings of the job."""
+def rank_device(threads: int | None, use_gpu: bool) -> torch.device:
+    """This rank's device (its local GPU, or the CPU), with ``threads`` torch threads (None = the
+    machine's cores shared out between the local ranks)."""
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    torch.set_num_threads(job.threads or max(1, (os.cpu_count() or 1) // local_world))
+    torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // local_world))
     torch.set_flush_denormal(True)  # subnormal Adam/RMSprop states make CPU steps 10-100x slower
-    if not job.use_gpu:
+    if not use_gpu:
         return torch.device("cpu")
     device = torch.device("cuda", local_rank)
     torch.cuda.set_device(device)
@@ -88,7 +97,7 @@ def _device(job: TrainJob) -> torch.device:
 
 def _train_all(job: TrainJob, rank: int, state: dict[str, str]) -> str:
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    device = _device(job)
+    device = rank_device(job.threads, job.use_gpu)
     state["stage"] = "joining the process group"
     dist.init_process_group(
         backend="nccl" if job.use_gpu else "gloo", timeout=timedelta(seconds=job.timeout_s)
@@ -216,7 +225,7 @@ def _all_ranks(
     return float(sums[0].item()), int(sums[1].item()), float(sums[2].item()), float(slowest.item())
 
 
-def _peak_rss_mb(device: torch.device) -> float:
+def peak_rss_mb(device: torch.device) -> float:
     """The largest peak resident memory (MB) of any rank."""
     peak = torch.tensor([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024], dtype=torch.float64)
     peak = peak.to(device)
@@ -263,7 +272,7 @@ def _train_one(
             break
     if history.best_state is not None:
         t.model.load_state_dict(history.best_state)
-    peak_mb = _peak_rss_mb(device)
+    peak_mb = peak_rss_mb(device)
     if rank != 0:
         return {}
     return _register(job, p, t.model, history, time.perf_counter() - started, world, peak_mb, device)

@@ -18,10 +18,11 @@ import lightgbm as lgb
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from relisten_spark import lake, tracking
 from relisten_spark.config import Config
 from relisten_spark.errors import InputError
 from relisten_spark.models import presets, registry
-from relisten_spark.models.feature_inputs import features_path, read_features
+from relisten_spark.models.feature_inputs import features_path, manifest_path, read_features
 from relisten_spark.models.gbdt.barrier import TrainOutput, train_barrier
 from relisten_spark.models.gbdt.inputs import lightgbm_params, model_columns, task_threads
 from relisten_spark.models.gbdt.predict import feature_importance, importance_csv, predict, split_metrics
@@ -137,6 +138,7 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     """``relisten train-gbdt``: train, register, predict the holdout; returns a summary."""
     gb = cfg.gbdt
     profile = gb.profile
+    tracker = tracking.open_tracker(cfg)
     timer = PhaseTimer("train-gbdt")
     with timer.phase("inputs"):
         table, features_version = read_features(spark, cfg, profile)
@@ -173,6 +175,7 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     finally:
         preds.unpersist()
     log.info("lightgbm %s (%s profile) eval: %s", version, profile, metrics.get("eval"))
+    tracked = tracker.log(_stage_log(cfg, run_id, version, metadata, output.model, timer.seconds))
     return {
         "run_id": run_id,
         "profile": profile,
@@ -185,4 +188,36 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
         "trees": output.num_trees,
         "train_s": round(output.seconds, 2),
         "eval": {k: f"{v:.4f}" for k, v in metrics.get("eval", {}).items() if v is not None},
+        "mlflow": tracked,
     }
+
+
+def _stage_log(
+    cfg: Config, run_id: str, version: str, metadata: dict[str, Any], model: str, seconds: dict[str, float]
+) -> tracking.StageLog:
+    """The MLflow view of a train-gbdt run: the booster as a LightGBM model, its registry files."""
+    folder = registry.resolve(cfg.models.root, LIGHTGBM, version)
+    keys = ("backend", "preset", "profile", "categorical_mode", "evaluation")
+    booster = tracking.ModelLog(
+        LIGHTGBM,
+        "lightgbm",
+        lambda: lgb.Booster(model_str=model),
+        version,
+        cfg.gbdt.profile,
+        columns=[(c, "double") for c in metadata["features"]],
+    )
+    return tracking.StageLog(
+        "train-gbdt",
+        run_id,
+        params={**metadata["parameters"], **{k: metadata[k] for k in keys}, "engine_version": version},
+        metrics={**metadata["metrics"], "rows": metadata["row_counts"], "num_trees": metadata["num_trees"]},
+        seconds=seconds,
+        input_versions={
+            "silver.features": metadata["training_data"]["version"],
+            "silver.feature_manifest": lake.version(manifest_path(cfg)),
+        },
+        features=metadata["features"],
+        tags={"relisten.profile": cfg.gbdt.profile},
+        files=[str(folder / IMPORTANCE_FILE), str(folder / registry.METADATA)],
+        models=[booster],
+    )

@@ -1,0 +1,48 @@
+# Databricks notebook source
+# MAGIC %md
+# MAGIC # 05 · Score
+# MAGIC Writes every member's top-N songs for each product surface into `gold.recs_<surface>`
+# MAGIC (one `run_date` partition, replaced atomically), with each recommendation's reasons, as
+# MAGIC `relisten score` does; shows the summary and the first rows of one surface.
+
+# COMMAND ----------
+
+# MAGIC %pip install ../dist/relisten_spark-0.1.0-py3-none-any.whl
+
+# COMMAND ----------
+
+dbutils.library.restartPython()  # noqa: F821
+
+# COMMAND ----------
+
+dbutils.widgets.text("conf", "../conf/databricks.yaml", "config file")  # noqa: F821
+dbutils.widgets.text("lake_root", "", "lake.root (empty: the config's)")  # noqa: F821
+dbutils.widgets.text("models_root", "", "models.root (empty: the config's)")  # noqa: F821
+dbutils.widgets.text("run_date", "", "scoring.run_date, YYYY-MM-DD (empty: today, UTC)")  # noqa: F821
+dbutils.widgets.dropdown("reasons", "path", ["path", "shap"], "scoring.reasons")  # noqa: F821
+dbutils.widgets.dropdown("surface", "story", ["story", "shopping"], "surface to show")  # noqa: F821
+
+# COMMAND ----------
+
+from pyspark.sql import functions as F
+
+from relisten_spark import lake
+from relisten_spark.cli import run_command, summary_rows
+from relisten_spark.config import load_config
+from relisten_spark.scoring.score import recs_path
+
+names = ("conf", "lake_root", "models_root", "run_date", "reasons", "surface")
+widgets = {name: dbutils.widgets.get(name) for name in names}  # noqa: F821
+keys = {"lake_root": "lake.root", "models_root": "models.root", "run_date": "scoring.run_date"}
+overrides = [f"{key}={widgets[name]}" for name, key in keys.items() if widgets[name]]
+cfg = load_config(widgets["conf"], [*overrides, f"scoring.reasons={widgets['reasons']}"])
+
+# COMMAND ----------
+
+[(stage, summary, seconds)] = results = run_command("score", cfg)
+display(spark.createDataFrame(summary_rows(results), "stage string, key string, value string"))  # noqa: F821
+
+# COMMAND ----------
+
+recs = lake.read(spark, recs_path(cfg, widgets["surface"]))  # noqa: F821
+display(recs.where(F.col("run_date") == str(summary["run_date"])).orderBy("msno", "rank").limit(100))  # noqa: F821

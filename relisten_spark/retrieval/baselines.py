@@ -1,0 +1,78 @@
+"""The retriever's baselines as factor models: user and item vectors whose dot product ranks songs.
+
+Each baseline is a pair of frames, users ``[msno, vector array<float>]`` and items ``[song_id,
+vector array<float>]``, ranked by :func:`relisten_spark.retrieval.nearest.factor_top_k` (the same
+exact blocked top-K, with the same heard exclusion, as the retriever):
+
+* popularity — every user ``[1]``, every song ``[plays]`` (its events in the rows given);
+* SVD nearest songs — ``U diag(s)`` and ``V`` of the user x song SVD of the feature job (the
+  candidates of today's scoring path, :mod:`relisten_spark.scoring.candidates`);
+* ALS — Spark ML's implicit ALS (:mod:`relisten_spark.retrieval.als`).
+"""
+
+from __future__ import annotations
+
+import re
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from relisten_spark.errors import InputError
+from relisten_spark.features.embeddings import read_svd_table
+
+
+def factor_columns(df: DataFrame, prefix: str) -> list[str]:
+    """The ``<prefix>_<j>`` columns of ``df`` ordered by ``j``; raises if there are none.
+
+    >>> from types import SimpleNamespace
+    >>> factor_columns(SimpleNamespace(columns=["msno", "c_10", "c_2", "c_0"]), "c")
+    ['c_0', 'c_2', 'c_10']
+    """
+    pattern = re.compile(rf"^{re.escape(prefix)}_(\d+)$")
+    found = sorted((int(m.group(1)), c) for c in df.columns if (m := pattern.match(c)))
+    if not found:
+        raise InputError(f"factor table has no {prefix}_<j> columns (columns: {', '.join(df.columns)})")
+    return [c for _, c in found]
+
+
+def singular_values(values: DataFrame, profile: str) -> list[float]:
+    """The user x song singular values in component order (``svd_values``: k small rows)."""
+    rows = (
+        values.where(F.col("matrix") == "user_song")
+        .select("component", "value")
+        .orderBy("component")
+        .collect()
+    )
+    if not rows:
+        raise InputError(f"silver/svd_values has no user_song values for profile '{profile}'")
+    return [float(r["value"]) for r in rows]
+
+
+def popularity_vectors(rows: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """(users, items): every user of ``rows`` ``[msno, song_id, ...]`` with ``[1]``, every song
+    with ``[plays]``, its number of rows."""
+    users = (
+        rows.select("msno")
+        .distinct()
+        .select("msno", F.array(F.lit(1.0)).cast("array<float>").alias("vector"))
+    )
+    plays = rows.groupBy("song_id").agg(F.count("*").cast("float").alias("_plays"))
+    return users, plays.select("song_id", F.array("_plays").alias("vector"))
+
+
+def svd_vectors(spark: SparkSession, root: str, profile: str) -> tuple[DataFrame, DataFrame]:
+    """(users ``U diag(s)``, items ``V``) of the silver SVD tables of ``profile``."""
+    members = read_svd_table(spark, root, "svd_member", profile)
+    songs = read_svd_table(spark, root, "svd_song", profile)
+    values = singular_values(read_svd_table(spark, root, "svd_values", profile), profile)
+    user_cols = factor_columns(members, "member_component")
+    song_cols = factor_columns(songs, "song_component")
+    if not len(user_cols) == len(song_cols) == len(values):
+        raise InputError(
+            f"SVD tables disagree: {len(user_cols)} member components, {len(song_cols)} song "
+            f"components, {len(values)} singular values"
+        )
+    scaled = [F.col(c) * F.lit(s) for c, s in zip(user_cols, values, strict=True)]
+    users = members.select("msno", F.array(*scaled).cast("array<float>").alias("vector"))
+    items = songs.select("song_id", F.array(*song_cols).cast("array<float>").alias("vector"))
+    return users, items

@@ -1,0 +1,158 @@
+"""Next-item losses of the retriever (``retriever.loss``).
+
+Every loss scores the query vectors ``q`` (the transformer's output at each position that has a
+next item, ``[N, d]``) against item vectors by dot product divided by the temperature ``tau``:
+``z_j = <q, v_j> / tau``. Item index 0 is padding and never a candidate.
+
+* ``full`` — softmax cross-entropy over the whole catalogue (items 1..n), the reference;
+* ``sampled`` — softmax over the positive and the sampled negatives, no correction;
+* ``sampled_logq`` — Yi et al. (RecSys 2019): every logit, the positive's included, minus
+  ``log Q(j)``;
+* ``sampled_logq_corrected`` — "Correcting the LogQ Correction" (RecSys 2025): the positive is
+  always present, so it is neither corrected nor part of the sampled denominator; a negative
+  ``j`` is drawn from Q restricted to ``j != pos``, ``Q'(j) = Q(j) / (1 - Q(pos))``, and
+  corrected by ``log Q'(j)``; the row's loss ``-z_pos + log sum_j exp(z_j - log Q'(j))`` is
+  weighted by the stop-gradient probability of misclassification ``1 - p_pos``, with
+  ``p_pos = e^{z_pos} / (e^{z_pos} + (1/M) sum_j e^{z_j} / Q'(j))`` (the importance-sampled full
+  softmax, ``M`` the row's draws). Its gradient is ``(1 - p_pos)`` times the self-normalised
+  estimate of the full softmax's gradient restricted to the negatives.
+
+The negatives (:func:`draw_negatives`) are mixed: the batch's own positives (in-batch
+negatives, draws from the training stream's item frequencies ``p``) and
+``retriever.uniform_negatives`` uniform draws over items 1..n, so the proposal is the mixture
+``Q(j) = (N p(j) + M_u / n) / (N + M_u)`` (:func:`log_q`, ``N`` in-batch draws). A negative drawn
+``c`` times counts ``c`` times (its logit plus ``log c``), exactly as ``c`` duplicate columns
+would. Accidental hits (a negative equal to the row's positive) are masked. Losses are means
+over the rows.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch.nn import functional as nnf
+
+LossName = Literal["full", "sampled", "sampled_logq", "sampled_logq_corrected"]
+LOSSES: tuple[LossName, ...] = ("full", "sampled", "sampled_logq", "sampled_logq_corrected")
+
+
+@dataclass(frozen=True)
+class Negatives:
+    """The distinct negatives of a batch: ``items [U]`` (sorted), ``counts [U]`` (draws of each,
+    float), ``log_q [U]`` (log proposal probability of one draw) and the number of in-batch and
+    uniform draws (the mixture's weights)."""
+
+    items: torch.Tensor
+    counts: torch.Tensor
+    log_q: torch.Tensor
+    in_batch: int
+    uniform: int
+
+
+def log_q(items: torch.Tensor, frequency: torch.Tensor, in_batch: int, uniform: int) -> torch.Tensor:
+    """``log Q(items)`` of the mixture proposal: ``in_batch`` draws from ``frequency`` (``[n + 1]``,
+    summing to 1, row 0 = padding) and ``uniform`` draws uniform over items 1..n.
+
+    >>> f = torch.tensor([0.0, 0.75, 0.25])
+    >>> log_q(torch.tensor([1, 2]), f, 2, 2).exp().tolist()
+    [0.625, 0.375]
+    """
+    n = frequency.shape[0] - 1
+    mixed = (in_batch * frequency[items] + uniform / n) / (in_batch + uniform)
+    return torch.log(mixed)
+
+
+def draw_negatives(
+    positives: torch.Tensor,
+    n_items: int,
+    uniform: int,
+    frequency: torch.Tensor,
+    generator: torch.Generator,
+) -> Negatives:
+    """The batch's positives (in-batch) and ``uniform`` draws over 1..n, with counts and log Q.
+
+    ``positives`` ``[N]`` are item indices >= 1. Uniform draws use ``generator`` (on the CPU), so a
+    seeded generator gives the same negatives every run.
+    """
+    drawn = torch.randint(1, n_items + 1, (uniform,), generator=generator).to(positives.device)
+    items, counts = torch.unique(torch.cat([positives, drawn]), return_counts=True)
+    in_batch = len(positives)
+    return Negatives(items, counts.float(), log_q(items, frequency, in_batch, uniform), in_batch, uniform)
+
+
+def full_softmax(q: torch.Tensor, positives: torch.Tensor, items: torch.Tensor, tau: float) -> torch.Tensor:
+    """Cross-entropy of ``positives`` ``[N]`` over every item: ``items`` ``[n + 1, d]`` (row 0 padding)."""
+    return nnf.cross_entropy(q @ items[1:].T / tau, positives - 1)
+
+
+def sampled_softmax(
+    kind: LossName,
+    q: torch.Tensor,
+    positives: torch.Tensor,
+    positive_vectors: torch.Tensor,
+    positive_log_q: torch.Tensor,
+    negatives: Negatives,
+    negative_vectors: torch.Tensor,
+    tau: float,
+) -> torch.Tensor:
+    """The sampled loss ``kind`` of ``positives`` ``[N]`` (vectors ``[N, d]``, ``log Q`` ``[N]``)
+    against ``negatives`` (vectors ``[U, d]``); see the module doc for each kind."""
+    z_pos = (q * positive_vectors).sum(-1) / tau
+    z_neg = q @ negative_vectors.T / tau + torch.log(negatives.counts)
+    hit = positives[:, None] == negatives.items[None, :]
+    if kind == "sampled_logq_corrected":
+        return _corrected(z_pos, z_neg, hit, positive_log_q, negatives)
+    if kind == "sampled_logq":
+        z_pos = z_pos - positive_log_q
+        z_neg = z_neg - negatives.log_q
+    elif kind != "sampled":
+        raise ValueError(f"not a sampled loss: {kind}")
+    z_neg = z_neg.masked_fill(hit, -math.inf)
+    return (torch.logsumexp(torch.cat([z_pos[:, None], z_neg], 1), 1) - z_pos).mean()
+
+
+def _corrected(
+    z_pos: torch.Tensor,
+    z_neg: torch.Tensor,
+    hit: torch.Tensor,
+    positive_log_q: torch.Tensor,
+    negatives: Negatives,
+) -> torch.Tensor:
+    """``sampled_logq_corrected`` from the counted negative logits ``z_neg`` ``[N, U]``."""
+    log_rest = torch.log1p(-positive_log_q.exp())  # log(1 - Q(pos))
+    z_neg = (z_neg - negatives.log_q[None, :] + log_rest[:, None]).masked_fill(hit, -math.inf)
+    draws = (negatives.counts[None, :] * ~hit).sum(1)
+    has = draws > 0
+    lse = torch.logsumexp(z_neg.masked_fill(~has[:, None], 0.0), 1)  # finite (and NaN-free grads)
+    rows = torch.where(has, lse - z_pos, torch.zeros_like(z_pos))
+    log_rest_mass = lse - torch.log(draws.clamp(min=1))  # log of the sampled estimate of sum_{j != pos} e^z
+    weight = torch.where(has, torch.sigmoid(log_rest_mass - z_pos), torch.zeros_like(z_pos)).detach()
+    return (weight * rows).mean()
+
+
+def next_item_loss(
+    kind: LossName,
+    q: torch.Tensor,
+    positives: torch.Tensor,
+    candidates: torch.Tensor,
+    vectors: torch.Tensor,
+    negatives: Negatives | None,
+    frequency: torch.Tensor,
+    tau: float,
+) -> torch.Tensor:
+    """The loss ``kind`` of queries ``q`` ``[N, d]`` with next items ``positives`` ``[N]``.
+
+    ``candidates`` ``[C]`` (sorted, distinct) are the items whose ``vectors`` ``[C, d]`` the model
+    computed: every item 0..n for ``full``, else ``negatives.items`` (which hold the positives, as
+    in-batch negatives).
+    """
+    if kind == "full":
+        return full_softmax(q, positives, vectors, tau)
+    if negatives is None:
+        raise ValueError(f"{kind} needs negatives")
+    at = torch.searchsorted(candidates, positives)
+    pos_log_q = log_q(positives, frequency, negatives.in_batch, negatives.uniform)
+    return sampled_softmax(kind, q, positives, vectors[at], pos_log_q, negatives, vectors, tau)

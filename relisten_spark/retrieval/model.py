@@ -1,0 +1,176 @@
+"""The retriever: a SASRec-style causal transformer over a user's event sequence.
+
+* An item is the sum of its id, artist, genre and language embeddings (:meth:`Retriever.items`),
+  the same tables on the input side and the output side, so a rarely played song borrows
+  from its artist and genre. The item table (artist, genre, language per item index) is a
+  buffer of the model, so the output side needs only item indices.
+* An input token is its item's representation plus the event's source context embedding
+  (input side only) and a learned position embedding; pre-LayerNorm blocks of causal
+  self-attention and a feed-forward layer follow, then a final LayerNorm.
+* The user is the output at the last position; scores are dot products with the items.
+
+Index 0 is padding for every token kind (and "unknown" for the metadata). Sequences are
+LEFT-padded; positions are counted from the right end (the last event always has position
+``max_len - 1``) and a query never attends to padding, so a sequence's outputs do not depend on
+how much padding its batch carries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as nnf
+
+
+@dataclass(frozen=True)
+class RetrieverHyper:
+    """The architecture: vocabulary sizes (padding 0 included) and the transformer's shape."""
+
+    n_items: int  # item indices 1..n_items (the embedding has n_items + 1 rows)
+    artists: int
+    genres: int
+    languages: int
+    sources: int
+    max_len: int
+    hidden: int = 64
+    layers: int = 2
+    heads: int = 2
+    inner: int = 256
+    dropout: float = 0.2
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm block: ``x + attn(LN(x))``, then ``x + ffn(LN(x))``."""
+
+    def __init__(self, hidden: int, heads: int, inner: int, dropout: float) -> None:
+        super().__init__()
+        if hidden % heads:
+            raise ValueError(f"retriever.hidden ({hidden}) must divide by retriever.heads ({heads})")
+        self.heads, self.dropout = heads, dropout
+        self.norm1, self.norm2 = nn.LayerNorm(hidden), nn.LayerNorm(hidden)
+        self.qkv = nn.Linear(hidden, 3 * hidden)
+        self.out = nn.Linear(hidden, hidden)
+        self.ffn = nn.Sequential(
+            nn.Linear(hidden, inner), nn.GELU(), nn.Dropout(dropout), nn.Linear(inner, hidden)
+        )
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        """``x`` ``[B, L, d]``; ``allowed`` ``[B, 1, L, L]`` (True = the query may attend the key)."""
+        b, length, d = x.shape
+        q, k, v = (
+            self.qkv(self.norm1(x)).view(b, length, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        )
+        drop = self.dropout if self.training else 0.0
+        attended = nnf.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=drop)
+        x = x + self.drop(self.out(attended.transpose(1, 2).reshape(b, length, d)))
+        return x + self.drop(self.ffn(self.norm2(x)))
+
+
+class Retriever(nn.Module):
+    """Causal transformer retriever (module doc). ``item_meta`` ``[n_items + 1, 3]``: artist, genre,
+    language index of every item index (row 0 = padding)."""
+
+    item_meta: torch.Tensor  # a buffer
+
+    def __init__(self, hyper: RetrieverHyper, item_meta: torch.Tensor) -> None:
+        super().__init__()
+        if tuple(item_meta.shape) != (hyper.n_items + 1, 3):
+            raise ValueError(f"item_meta must be [{hyper.n_items + 1}, 3], got {list(item_meta.shape)}")
+        self.hyper = hyper
+        d = hyper.hidden
+        self.item = nn.Embedding(hyper.n_items + 1, d, padding_idx=0)
+        self.artist = nn.Embedding(hyper.artists, d, padding_idx=0)
+        self.genre = nn.Embedding(hyper.genres, d, padding_idx=0)
+        self.language = nn.Embedding(hyper.languages, d, padding_idx=0)
+        self.source = nn.Embedding(hyper.sources, d, padding_idx=0)
+        self.position = nn.Embedding(hyper.max_len, d)
+        self.blocks = nn.ModuleList(
+            Block(d, hyper.heads, hyper.inner, hyper.dropout) for _ in range(hyper.layers)
+        )
+        self.norm = nn.LayerNorm(d)
+        self.drop = nn.Dropout(hyper.dropout)
+        self.register_buffer("item_meta", item_meta.long())
+        self.apply(_init)
+
+    def items(self, items: torch.Tensor) -> torch.Tensor:
+        """Item vectors of item indices (any shape ``S``) -> ``[*S, d]``, from the item table."""
+        meta = self.item_meta[items]
+        return self._represent(items, meta[..., 0], meta[..., 1], meta[..., 2])
+
+    def item_matrix(self) -> torch.Tensor:
+        """Every item's vector ``[n_items + 1, d]`` (row 0 = padding: zeros)."""
+        return self.items(torch.arange(self.hyper.n_items + 1, device=self.item_meta.device))
+
+    def _represent(
+        self, items: torch.Tensor, artists: torch.Tensor, genres: torch.Tensor, languages: torch.Tensor
+    ) -> torch.Tensor:
+        return self.item(items) + self.artist(artists) + self.genre(genres) + self.language(languages)
+
+    def encode(
+        self,
+        items: torch.Tensor,
+        artists: torch.Tensor,
+        genres: torch.Tensor,
+        languages: torch.Tensor,
+        sources: torch.Tensor,
+    ) -> torch.Tensor:
+        """Outputs ``[B, L, d]`` of left-padded token ``[B, L]`` int64 tensors (L <= max_len)."""
+        length = items.shape[1]
+        if length > self.hyper.max_len:
+            raise ValueError(f"sequence length {length} is over max_len {self.hyper.max_len}")
+        valid = items > 0
+        positions = torch.arange(self.hyper.max_len - length, self.hyper.max_len, device=items.device)
+        x = (
+            self._represent(items, artists, genres, languages)
+            + self.source(sources)
+            + self.position(positions)
+        )
+        x = self.drop(x)
+        causal = torch.ones(length, length, dtype=torch.bool, device=items.device).tril()
+        eye = torch.eye(length, dtype=torch.bool, device=items.device)
+        allowed = (causal & valid[:, None, :]) | eye  # a padded query attends itself only (no NaN)
+        for block in self.blocks:
+            x = block(x, allowed[:, None])
+        return self.norm(x)
+
+    def forward(
+        self,
+        items: torch.Tensor,
+        artists: torch.Tensor,
+        genres: torch.Tensor,
+        languages: torch.Tensor,
+        sources: torch.Tensor,
+        candidates: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training step's forward (one call, as DDP wants): the outputs ``[B, L, d]`` and the
+        vectors ``[C, d]`` of the ``candidates`` item indices."""
+        return self.encode(items, artists, genres, languages, sources), self.items(candidates)
+
+    def user_vectors(
+        self,
+        items: torch.Tensor,
+        artists: torch.Tensor,
+        genres: torch.Tensor,
+        languages: torch.Tensor,
+        sources: torch.Tensor,
+    ) -> torch.Tensor:
+        """The user vectors ``[B, d]``: the output at the last position."""
+        return self.encode(items, artists, genres, languages, sources)[:, -1]
+
+
+def _init(module: nn.Module) -> None:
+    """Truncated-normal (std 0.02) weights, zero biases, zero padding rows (as SASRec does)."""
+    if isinstance(module, nn.Linear | nn.Embedding):
+        nn.init.trunc_normal_(module.weight, std=0.02, a=-0.04, b=0.04)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)
+    if isinstance(module, nn.Embedding) and module.padding_idx is not None:
+        with torch.no_grad():
+            module.weight[module.padding_idx].zero_()

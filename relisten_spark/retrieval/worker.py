@@ -1,0 +1,296 @@
+"""The rank side of train-retriever: what every DDP process runs (started by torchrun inside
+``TorchDistributor`` through :func:`relisten_spark.models.ddp.launch.run_ranks`).
+
+Each rank streams its own share of the train shards (:class:`~relisten_spark.retrieval.stream.
+SequenceStream`); the global batch is ``retriever.batch_size`` sequences (``// world`` per rank),
+so one and two processes take the same steps. A step trims the batch's all-padding positions,
+predicts every next item (inputs ``[:-1]``, targets ``[1:]``, positions whose input is a real
+event) and applies ``retriever.loss`` (:mod:`~relisten_spark.retrieval.losses`); uniform
+negatives come from a generator seeded by (seed, rank), so a run on the CPU is deterministic.
+
+Validation after every epoch ranks the whole catalogue for each ``calib`` user (the user vector
+against every item, padding excluded, and the input sequence's items when
+``retriever.exclude_heard``): each rank scores its contiguous share, the NDCG@10 / HR@10 sums are
+all-reduced, so every rank takes the same early-stopping decision. The best epoch's weights are
+kept. Rank 0 saves the model, its item table and vocab in the registry.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from relisten_spark.models import registry
+from relisten_spark.models.ddp.worker import peak_rss_mb, rank_device, run_rank
+from relisten_spark.retrieval import losses
+from relisten_spark.retrieval.job import RetrieverJob
+from relisten_spark.retrieval.model import Retriever
+from relisten_spark.retrieval.sequences import VOCAB_FILE, SequenceSet
+from relisten_spark.retrieval.stream import SequenceStream, period_batches, trim
+from relisten_spark.runtime import RETRIEVER, RETRIEVER_MODEL_FILE
+
+log = logging.getLogger(__name__)
+
+ITEMS_FOLDER = "items.parquet"  # the item table in a registry version (a Parquet folder)
+K = 10  # validation cut-off: NDCG@10, HR@10
+SCORE_CELLS = 1 << 25  # users x items scored at once in validation (128 MB of float32)
+
+
+def retriever_worker(job: RetrieverJob) -> str:
+    """Entry point of every rank: train the retriever; return rank 0's result (JSON text,
+    ``{version, val_ndcg@10, ...}``), the same text on every rank."""
+    return run_rank(job.error_dir, lambda rank, state: _train(job, rank, state))
+
+
+@dataclass
+class _History:
+    """Per-epoch entries, the best validation NDCG@10 so far and its weights, totals."""
+
+    patience: int
+    epochs: list[dict[str, float]] = field(default_factory=list)
+    best: float = -math.inf
+    best_epoch: int = -1
+    best_state: dict[str, torch.Tensor] | None = None
+    waited: int = 0
+    sequences: int = 0
+    train_s: float = 0.0
+
+    def stop_after(self, epoch: int, ndcg: float, model: Retriever) -> bool:
+        """Record ``epoch``'s NDCG@10 (keeping the best weights); True when training should stop."""
+        if ndcg > self.best:
+            self.best, self.best_epoch, self.waited = ndcg, epoch, 0
+            self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            return False
+        self.waited += 1
+        return bool(self.patience) and self.waited >= self.patience
+
+
+@dataclass
+class _Training:
+    model: Retriever
+    ddp: DistributedDataParallel
+    optimizer: torch.optim.Optimizer
+    train: SequenceStream
+    frequency: torch.Tensor  # [n + 1] item frequencies of the train targets (sum 1)
+    generator: torch.Generator  # uniform negatives (CPU)
+
+
+def _setup(job: RetrieverJob, rank: int, world: int, device: torch.device) -> _Training:
+    torch.manual_seed(job.seed)  # the same initial weights on every rank
+    model = Retriever(job.hyper, torch.from_numpy(job.item_meta)).to(device)
+    ddp = DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None, forward_sync_buffers=False
+    )
+    torch.manual_seed(job.seed + 1 + rank)  # dropout masks differ between ranks
+    p = job.params
+    optimizer: torch.optim.Optimizer
+    if p.weight_decay:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=p.learning_rate, weight_decay=p.weight_decay)
+    else:
+        optimizer = torch.optim.Adam(model.parameters(), lr=p.learning_rate)
+    train = SequenceStream(
+        job.train,
+        job.hyper.max_len + 1,
+        batch_rows=max(1, p.batch_size // world),
+        rank=rank,
+        world=world,
+        seed=job.seed,
+        shuffle_buffer_rows=job.shuffle_buffer_rows,
+    )
+    counts = torch.from_numpy(job.item_counts).double()
+    frequency = (counts / counts.sum().clamp(min=1)).to(device)
+    generator = torch.Generator().manual_seed(job.seed * 1009 + rank)
+    return _Training(model, ddp, optimizer, train, frequency, generator)
+
+
+def _step_loss(t: _Training, job: RetrieverJob, tokens: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """The loss of one batch ``tokens`` ``[b, 5, W]`` and its number of predicted positions."""
+    inputs, targets = tokens[:, :, :-1], tokens[:, 0, 1:]
+    valid = inputs[:, 0] > 0
+    positives = targets[valid]
+    p = job.params
+    negatives = None
+    if p.loss == "full":
+        candidates = torch.arange(job.hyper.n_items + 1, device=tokens.device)
+    else:
+        negatives = losses.draw_negatives(
+            positives, job.hyper.n_items, p.uniform_negatives, t.frequency, t.generator
+        )
+        candidates = negatives.items
+    hidden, vectors = t.ddp(*inputs.unbind(1), candidates)
+    loss = losses.next_item_loss(
+        p.loss, hidden[valid], positives, candidates, vectors, negatives, t.frequency, p.temperature
+    )
+    return loss, len(positives)
+
+
+def _train_epoch(t: _Training, job: RetrieverJob, device: torch.device) -> tuple[float, float, float, float]:
+    """One pass over this rank's share: loss sum (over positions), positions, sequences, seconds."""
+    t.ddp.train()
+    started = time.perf_counter()
+    loss_sum, positions, sequences = 0.0, 0, 0
+    for batch in t.train:
+        tokens = trim(batch["tokens"]).to(device).long()
+        loss, n = _step_loss(t, job, tokens)
+        t.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        t.optimizer.step()
+        loss_sum += float(loss.detach()) * n
+        positions += n
+        sequences += len(tokens)
+    return loss_sum, float(positions), float(sequences), time.perf_counter() - started
+
+
+def _all_ranks(values: tuple[float, float, float, float], device: torch.device) -> tuple[float, ...]:
+    """The epoch over all ranks: the first three summed, the seconds of the slowest."""
+    sums = torch.tensor(values[:3], dtype=torch.float64, device=device)
+    dist.all_reduce(sums)
+    slowest = torch.tensor([values[3]], dtype=torch.float64, device=device)
+    dist.all_reduce(slowest, op=dist.ReduceOp.MAX)
+    return (*sums.tolist(), float(slowest.item()))
+
+
+def ranking_sums(scores: torch.Tensor, targets: torch.Tensor, k: int) -> torch.Tensor:
+    """``[ndcg@k sum, hr@k sum, users]`` of full-ranking ``scores`` ``[b, n + 1]`` against the
+    ``targets`` ``[b, T]`` (item indices, -1 = none); users without targets are left out.
+
+    Binary relevance; IDCG over min(|targets|, k) items.
+
+    >>> s = torch.tensor([[0.0, 3.0, 2.0, 1.0], [0.0, 1.0, 2.0, 3.0]])
+    >>> ranking_sums(s, torch.tensor([[2, -1], [1, -1]]), 2).tolist()
+    [0.6309297535714575, 1.0, 2.0]
+    """
+    top = scores.topk(min(k, scores.shape[1]), dim=1).indices
+    hits = (top[:, :, None] == targets[:, None, :]).any(-1).double()
+    discount = 1.0 / torch.log2(torch.arange(2, top.shape[1] + 2, device=scores.device, dtype=torch.float64))
+    n_relevant = (targets >= 0).sum(1)
+    ideal = torch.cumsum(discount, 0)[(n_relevant.clamp(min=1, max=top.shape[1]) - 1)]
+    has = n_relevant > 0
+    ndcg = (hits * discount).sum(1) / ideal
+    hr = hits.amax(1)
+    return torch.stack([ndcg[has].sum(), hr[has].sum(), has.sum().double()])
+
+
+def validate(
+    model: Retriever, job: RetrieverJob, rank: int, world: int, device: torch.device
+) -> dict[str, float]:
+    """NDCG@10 and HR@10 over all ``calib`` users by full ranking, the same on every rank."""
+    model.eval()
+    totals = torch.zeros(3, dtype=torch.float64, device=device)
+    rows = max(1, min(1024, SCORE_CELLS // (job.hyper.n_items + 1)))
+    with torch.no_grad():
+        items = model.item_matrix()
+        for tokens, targets in period_batches(job.calib, rank, world, job.hyper.max_len, rows):
+            tokens = trim(tokens).to(device)
+            scores = model.user_vectors(*tokens.unbind(1)) @ items.T
+            scores[:, 0] = -math.inf
+            if job.params.exclude_heard:
+                scores.scatter_(1, tokens[:, 0], -math.inf)
+            totals += ranking_sums(scores, targets.to(device), K)
+    dist.all_reduce(totals)
+    users = max(float(totals[2].item()), 1.0)
+    return {f"ndcg@{K}": float(totals[0].item()) / users, f"hr@{K}": float(totals[1].item()) / users}
+
+
+def _train(job: RetrieverJob, rank: int, state: dict[str, str]) -> str:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    device = rank_device(job.threads, job.use_gpu)
+    state["stage"] = "joining the process group"
+    dist.init_process_group(
+        backend="nccl" if job.use_gpu else "gloo", timeout=timedelta(seconds=job.timeout_s)
+    )
+    started = time.perf_counter()
+    t = _setup(job, rank, world, device)
+    history = _History(job.params.patience)
+    for epoch in range(job.params.epochs):
+        state["stage"] = f"training epoch {epoch}"
+        t.train.set_epoch(epoch)
+        loss_sum, positions, sequences, seconds = _all_ranks(_train_epoch(t, job, device), device)
+        state["stage"] = f"validating epoch {epoch}"
+        val = validate(t.model, job, rank, world, device)
+        rate = sequences / seconds if seconds > 0 else float("nan")
+        entry = {"epoch": epoch, "loss": loss_sum / max(positions, 1), **val, "sequences_per_s": rate}
+        history.epochs.append({**entry, "seconds": seconds})
+        history.sequences += int(sequences)
+        history.train_s += seconds
+        if rank == 0:
+            log.info(
+                "retriever epoch %d/%d loss %.4f val ndcg@10 %.4f hr@10 %.4f "
+                "sequences/s %.0f (%.0f per process) %.1f s",
+                epoch + 1,
+                job.params.epochs,
+                entry["loss"],
+                val[f"ndcg@{K}"],
+                val[f"hr@{K}"],
+                rate,
+                rate / world,
+                seconds,
+            )
+        if history.stop_after(epoch, val[f"ndcg@{K}"], t.model):
+            break
+    if history.best_state is not None:
+        t.model.load_state_dict(history.best_state)
+    peak_mb = peak_rss_mb(device)
+    result: dict[str, Any] = {}
+    if rank == 0:
+        state["stage"] = "saving the model"
+        result = _register(job, t.model, history, time.perf_counter() - started, world, peak_mb, device)
+    state["stage"] = "sharing the result"
+    shared = [json.dumps(result) if rank == 0 else None]
+    dist.broadcast_object_list(shared, src=0)  # every rank returns rank 0's text (see launch)
+    return str(shared[0])
+
+
+def _register(
+    job: RetrieverJob,
+    model: Retriever,
+    history: _History,
+    seconds: float,
+    world: int,
+    peak_mb: float,
+    device: torch.device,
+) -> dict[str, Any]:
+    """Save the model in the registry (rank 0); its version and metrics without the history."""
+    rate = history.sequences / history.train_s if history.train_s > 0 else float("nan")
+    metrics = {
+        f"val_ndcg@{K}": history.best,
+        f"val_hr@{K}": history.epochs[history.best_epoch][f"hr@{K}"],
+        "best_epoch": history.best_epoch,
+        "epochs_run": len(history.epochs),
+        "history": history.epochs,
+        "train_seconds": seconds,
+        "seconds_per_epoch": history.train_s / max(len(history.epochs), 1),
+        "sequences_per_s": rate,
+        "sequences_per_s_per_process": rate / world,
+        "world_size": world,
+        "peak_rss_mb_per_process": peak_mb,
+    }
+    metadata = {
+        **job.metadata,
+        "model": RETRIEVER,
+        "hyper": job.hyper.to_dict(),
+        "train_params": asdict(job.params),
+        "metrics": metrics,
+        "backend": "nccl" if device.type == "cuda" else "gloo",
+    }
+    state = {k: v.cpu() for k, v in model.state_dict().items()}
+
+    def write(folder: Path) -> None:
+        torch.save({"hyper": job.hyper.to_dict(), "state_dict": state}, folder / RETRIEVER_MODEL_FILE)
+        shutil.copytree(SequenceSet.load(job.sequences).items, folder / ITEMS_FOLDER)
+        shutil.copy(Path(job.sequences) / VOCAB_FILE, folder / VOCAB_FILE)
+
+    version = registry.save_model(job.models_root, RETRIEVER, write, metadata)
+    return {"version": version, **{k: v for k, v in metrics.items() if k != "history"}}

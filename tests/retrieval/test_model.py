@@ -1,0 +1,79 @@
+"""The retriever's transformer: shared item representation, causality, padding, source context."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from relisten_spark.retrieval.model import Retriever, RetrieverHyper
+
+HYPER = RetrieverHyper(
+    n_items=9, artists=4, genres=3, languages=2, sources=3, max_len=6, hidden=16, layers=2, heads=2, inner=32
+)
+
+
+@pytest.fixture
+def model() -> Retriever:
+    torch.manual_seed(0)
+    meta = torch.tensor([[0, 0, 0]] + [[1 + i % 3, 1 + i % 2, 1] for i in range(9)])
+    net = Retriever(HYPER, meta)
+    with torch.no_grad():  # visible metadata embeddings (the init keeps them tiny)
+        for table in (net.artist, net.genre, net.language, net.source):
+            table.weight[1:] = torch.randn_like(table.weight[1:])
+    return net.eval()
+
+
+def _tokens(items: list[int], sources: list[int] | None = None) -> list[torch.Tensor]:
+    """Token tensors ``[1, L]`` of ``items`` (0 = padding) with the metadata of the model's table."""
+    item = torch.tensor([items])
+    meta = torch.tensor([[0, 0, 0]] + [[1 + i % 3, 1 + i % 2, 1] for i in range(9)])[item]
+    source = torch.tensor([sources]) if sources else (item > 0).long()
+    return [item, meta[..., 0], meta[..., 1], meta[..., 2], source]
+
+
+def test_items_sum_id_and_metadata_embeddings_shared_with_the_input_side(model) -> None:
+    matrix = model.item_matrix()
+    assert matrix.shape == (10, 16)
+    assert torch.equal(matrix[0], torch.zeros(16))  # padding
+    expected = model.item.weight[4] + model.artist.weight[1 + 3 % 3] + model.genre.weight[1 + 3 % 2]
+    assert torch.allclose(matrix[4], expected + model.language.weight[1])
+    # the same tables make the input token: retraining the artist table moves both sides
+    with torch.no_grad():
+        before = model.user_vectors(*_tokens([4]))
+        model.artist.weight[1] += torch.randn(16)
+        assert not torch.allclose(model.user_vectors(*_tokens([4])), before)
+        assert not torch.allclose(model.item_matrix()[4], matrix[4])
+
+
+def test_user_vector_ignores_left_padding_and_is_the_last_output(model) -> None:
+    with torch.no_grad():
+        short = model.user_vectors(*_tokens([3, 5, 7]))
+        padded = model.user_vectors(*_tokens([0, 0, 0, 3, 5, 7]))
+        outputs = model.encode(*_tokens([3, 5, 7]))
+    assert torch.allclose(short, padded, atol=1e-6)
+    assert torch.equal(short, outputs[:, -1])
+
+
+def test_attention_is_causal(model) -> None:
+    with torch.no_grad():
+        a = model.encode(*_tokens([3, 5, 7, 2]))
+        b = model.encode(*_tokens([3, 5, 7, 9]))
+    assert torch.allclose(a[:, :3], b[:, :3])
+    assert not torch.allclose(a[:, 3], b[:, 3])
+
+
+def test_source_context_feeds_the_input_side_only(model) -> None:
+    items = model.item_matrix()
+    with torch.no_grad():
+        one = model.user_vectors(*_tokens([3, 5], sources=[1, 1]))
+        two = model.user_vectors(*_tokens([3, 5], sources=[1, 2]))
+    assert not torch.allclose(one, two)
+    assert torch.equal(model.item_matrix(), items)
+
+
+def test_forward_gives_outputs_and_candidate_vectors(model) -> None:
+    hidden, vectors = model(*_tokens([3, 5, 7]), torch.tensor([2, 4]))
+    assert hidden.shape == (1, 3, 16)
+    assert torch.allclose(vectors, model.item_matrix()[[2, 4]])
+    with pytest.raises(ValueError, match="over max_len"):
+        model.encode(*_tokens([1] * 7))

@@ -1,0 +1,107 @@
+"""Full-ranking evaluation: metrics of a planted case, exact factor top-K with heard exclusion,
+and the retriever with its baselines end to end into gold.metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from retrieval_fixtures import save_tiny_retriever, write_bronze
+
+from relisten_spark import lake, schemas
+from relisten_spark.config import load_config
+from relisten_spark.retrieval import nearest, quality
+from relisten_spark.retrieval.sequences import write_sequences
+
+pytestmark = pytest.mark.spark
+
+
+def _values(df: Any) -> dict[tuple[str, str], float]:
+    return {(r["model"], r["metric"]): r["value"] for r in df.collect()}
+
+
+def test_measure_of_a_planted_case(spark: Any) -> None:
+    # eval events: u1 s1 (target 1), s2 (0); u2 s3 (1); u3 s4 (0), who has no list
+    period = spark.createDataFrame(
+        [("u1", "s1", 1), ("u1", "s2", 0), ("u2", "s3", 1), ("u3", "s4", 0)],
+        "msno string, song_id string, target int",
+    )
+    lists = spark.createDataFrame(
+        [("m", "u1", "s2", 0.9, 1), ("m", "u1", "s9", 0.8, 2), ("m", "u1", "s1", 0.7, 3)]
+        + [("m", "u2", f"x{r}", 0.5, r) for r in range(1, 12)]
+        + [("m", "u2", "s3", 0.1, 12)],
+        "model string, msno string, song_id string, score double, rank int",
+    )
+    hold = quality.Holdout(period, period, None, "time")
+    got = _values(quality.measure(lists, hold, ["m"]))
+    idcg = 1 + 1 / np.log2(3)
+    assert got[("m", "hr@10")] == pytest.approx(1 / 3)
+    assert got[("m", "recall@10")] == pytest.approx(1 / 3)
+    assert got[("m", "ndcg@10")] == pytest.approx((1 + 1 / np.log2(4)) / idcg / 3)
+    assert got[("m", "hr@20")] == pytest.approx(2 / 3)
+    assert got[("m", "ndcg@20")] == pytest.approx(((1 + 0.5) / idcg + 1 / np.log2(13)) / 3)
+    assert got[("m", "event_recall@200")] == pytest.approx(3 / 4)
+    assert got[("m", "event_recall_relisten@200")] == pytest.approx(1.0)
+
+
+def test_factor_top_k_is_exact_and_leaves_heard_songs_out(spark: Any, tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    users, items = rng.normal(size=(6, 3)).astype(np.float32), rng.normal(size=(30, 3)).astype(np.float32)
+    song_ids = [f"s{j:02d}" for j in range(30)]
+    heard = {0: ["s03", "s07", "zz"], 2: song_ids[:28]}  # "zz" is outside the matrix
+    items_df = spark.createDataFrame(
+        [(s, v.tolist()) for s, v in zip(song_ids, items, strict=True)], "song_id string, vector array<float>"
+    )
+    nearest.write_item_vectors(items_df, str(tmp_path / "items"))
+    users_df = spark.createDataFrame(
+        [(f"u{u}", users[u].tolist(), heard.get(u)) for u in range(6)],
+        "msno string, vector array<float>, heard array<string>",
+    )
+    got = nearest.factor_top_k(users_df, str(tmp_path / "items"), k=5, block_size=4).collect()
+    lists: dict[str, list[tuple[int, str]]] = {}
+    for r in got:
+        lists.setdefault(r["msno"], []).append((r["rank"], r["song_id"]))
+    scores = users.astype(np.float64) @ items.astype(np.float64).T
+    for u in range(6):
+        allowed = [j for j in range(30) if song_ids[j] not in heard.get(u, [])]
+        want = sorted(allowed, key=lambda j: (-scores[u, j], j))[:5]
+        assert sorted(lists[f"u{u}"]) == [(r + 1, song_ids[j]) for r, j in enumerate(want)]
+    assert len(lists["u2"]) == 2  # only two songs left unheard
+
+
+@pytest.mark.slow  # ALS, torch in the Python workers and a dozen Spark jobs: about a minute
+def test_evaluate_retriever_writes_the_models_metrics(spark: Any, tmp_path: Path) -> None:
+    cfg = load_config(
+        None, [f"lake.root={tmp_path / 'lake'}", f"models.root={tmp_path / 'models'}", "retriever.max_len=3"]
+    )
+    write_bronze(spark, cfg)
+    seqs = write_sequences(spark, cfg, tmp_path / "work")
+    version = save_tiny_retriever(cfg.models.root, seqs)
+    metrics = lake.table_path(cfg.lake.root, "gold", "metrics")
+    other = spark.createDataFrame(
+        [("r0", "lightgbm", "full", "eval", "roc_auc", 0.7, "time")], schemas.METRICS
+    )
+    lake.write(spark, other, metrics)
+
+    summary = quality.evaluate_retriever(spark, cfg, version)
+
+    rows = lake.read(spark, metrics).collect()
+    got = {(r["model"], r["metric"]): r["value"] for r in rows if r["split"] == "eval"}
+    assert got[("lightgbm", "roc_auc")] == 0.7  # other rows stay
+    models = {m for m, _ in got} - {"lightgbm"}
+    assert models == {quality.RETRIEVER, quality.POPULARITY, quality.ALS}  # no SVD tables: no SVD
+    for model in models:
+        for metric in ("hr@10", "ndcg@10", "recall@200", "hr@200", "event_recall@200"):
+            assert 0.0 <= got[(model, metric)] <= 1.0
+    # popularity before the eval period, heard songs left out: u1 gets [s9, s8] and hits s8 at
+    # rank 2; u2 has heard every song but s3 and misses s1 (heard)
+    assert got[(quality.POPULARITY, "hr@10")] == pytest.approx(0.5)
+    assert got[(quality.POPULARITY, "ndcg@10")] == pytest.approx(0.5 / np.log2(3))
+    assert got[(quality.POPULARITY, "event_recall_relisten@200")] == 0.0
+    # the retriever ranks every unheard song: u1 and u2 have 2 and 1 of them, so recall@200 of
+    # u1's s8 is certain and u2's heard s1 is never listed
+    assert got[(quality.RETRIEVER, "recall@200")] == pytest.approx(0.5)
+    assert summary["models"][quality.RETRIEVER]["recall@200"] == pytest.approx(0.5)
+    assert {r["split_mode"] for r in rows if r["model"] in models} == {"time"}
