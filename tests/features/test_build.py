@@ -268,6 +268,7 @@ def test_run_writes_the_serving_partition_beside_the_full_one(spark, serving_run
     assert svd_member["msno"].nunique() == 12
 
 
+@pytest.mark.slow
 def test_serving_matches_the_pandas_reference(serving) -> None:
     data = tiny_pandas([*events_rows(), APPENDED])
     expected = reference(data, "serving", CUTOFF)
@@ -276,6 +277,7 @@ def test_serving_matches_the_pandas_reference(serving) -> None:
     assert _frames_equal(serving, expected, columns) == []
 
 
+@pytest.mark.slow
 def test_serving_hand_checked_values(serving) -> None:
     s, log = serving, math.log1p
     # u10's earlier rows before idx 161: 49 (s01), 56 (s02), 70 (s15), 148 (s03)

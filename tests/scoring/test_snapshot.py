@@ -181,6 +181,7 @@ def _differing(got: pd.DataFrame, want: pd.DataFrame, columns: list[str]) -> dic
     return bad
 
 
+@pytest.mark.slow
 def test_pair_features_equal_compute_features_of_appended_events(spark, lake_with_features) -> None:
     cfg, frames = lake_with_features
     pairs = _pairs(spark)
