@@ -12,6 +12,10 @@ INSTALL_REQUIRES = [
     "scipy>=1.11",
     "scikit-learn==1.7.2",
     "lightgbm==4.7.0",
+    # compiled LightGBM inference (models/gbdt/compiled.py); lleaves 1.3 needs llvmlite's legacy
+    # pass manager, gone from llvmlite 0.45 on
+    "lleaves==1.3.0",
+    "llvmlite==0.44.0",
     "deltalake==1.6.6",
     "PyYAML>=6.0",
     "pydantic>=2.7,<3",

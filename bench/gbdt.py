@@ -3,11 +3,17 @@
 (a) ``--part a``: the barrier trainer with 2 tasks (1 thread each) against plain single-process
     ``lightgbm.train`` with 2 threads, on the same generated rows and parameters (fast preset):
     wall times, their ratio and the eval AUC of both, side by side.
+(predict) ``--part predict``: rows per second of LightGBM inference alone, ``Booster.predict``
+    against the model compiled by lleaves (:mod:`relisten_spark.models.gbdt.compiled`), one
+    thread each as in a scoring task, on ``--rows`` rows x ``--features`` columns (a fast-preset
+    model trained on generated rows, or ``--model`` a model.txt), with the compile time and the
+    largest difference between the two.
 (b) ``--part b``: seconds per 100 boosting rounds and peak memory with the thesis preset on the
     full-scale features of a lake (``--lake``, silver.features, profile ``full``). The thesis
     reports 258 s per 100 rounds on 7.06M rows x 385 features with 4 threads and about 50 GB.
 
     python bench/gbdt.py --part a --rows 500000 --features 100
+    python bench/gbdt.py --part predict --rows 200000 --features 305
     python bench/gbdt.py --part b --lake ./lakehouse --tasks 2
 """
 
@@ -37,8 +43,10 @@ from relisten_spark.config import Config, GbdtConfig, load_config
 from relisten_spark.models import presets
 from relisten_spark.models.feature_inputs import features_path
 from relisten_spark.models.gbdt.barrier import train_barrier
-from relisten_spark.models.gbdt.inputs import lightgbm_params, model_columns
+from relisten_spark.models.gbdt.compiled import BoosterPredictor, load_predictor
+from relisten_spark.models.gbdt.inputs import TrainRows, lightgbm_params, model_columns
 from relisten_spark.models.gbdt.task import TRAIN_DTYPE
+from relisten_spark.scoring import attribution
 from relisten_spark.session import build_session
 from relisten_spark.splits import assign_eval_split
 
@@ -75,14 +83,18 @@ def part_a(rows: int, features: int, rounds: int, seed: int) -> None:
         print(f"generated {rows:,} rows x {features} features in {time.perf_counter() - started:.1f} s")
         table = assign_eval_split(lake.read(spark, path), Config().evaluation)
         names = [f"f{i}" for i in range(features)]
-        fit = table.where(F.col("eval_split") == "fit")
+        # both trainers start from the same rows in memory (the single side's toPandas is not timed)
+        fit = table.where(F.col("eval_split") == "fit").persist()
         holdout = table.where(F.col("eval_split") == "eval")
+        fit.count()
         settings = presets.resolve(GbdtConfig(preset="fast", num_boost_round=rounds))
 
         started = time.perf_counter()
-        out = train_barrier(spark, fit, None, names, [], settings, num_tasks=2)
+        out = train_barrier(spark, TrainRows(fit, None, names, []), settings, num_tasks=2)
         barrier_wall = time.perf_counter() - started
         barrier_train = max(r["seconds"] for r in out.ranks)
+        barrier_read = max(r.get("read_seconds", float("nan")) for r in out.ranks)
+        barrier_wait = max(r.get("wait_seconds", float("nan")) for r in out.ranks)
 
         fit_pdf = fit.select("idx", "target", *names).toPandas().sort_values("idx")
         eval_pdf = holdout.select("target", *names).toPandas()
@@ -101,13 +113,51 @@ def part_a(rows: int, features: int, rounds: int, seed: int) -> None:
     print(f"{'':34}{'barrier, 2 tasks x 1 thread':>30}{'lightgbm.train, 2 threads':>28}")
     print(f"{'wall time (s)':34}{barrier_wall:>30.1f}{single_wall:>28.1f}")
     print(f"{'  of which lightgbm.train (s)':34}{barrier_train:>30.1f}{single_wall:>28.1f}")
+    print(f"{'  reading rows in the tasks (s)':34}{barrier_read:>30.1f}{'':>28}")
+    print(f"{'  waiting for the peers (s)':34}{barrier_wait:>30.1f}{'':>28}")
     print(f"{'eval AUC':34}{auc_barrier:>30.5f}{auc_single:>28.5f}")
-    print(
-        f"wall-time ratio barrier/single: {barrier_wall / single_wall:.2f} "
-        f"(training only: {barrier_train / single_wall:.2f}); "
-        f"AUC difference: {auc_barrier - auc_single:+.5f}"
-    )
+    print(f"training-only ratio barrier/single: {barrier_train / single_wall:.2f}")
+    print(f"AUC difference barrier - single: {auc_barrier - auc_single:+.5f}")
+    print(f"barrier/single wall ratio: {barrier_wall / single_wall:.2f}")
     spark.stop()
+
+
+def part_predict(rows: int, features: int, model_file: str | None, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(model_file) if model_file else Path(tmp) / "model.txt"
+        if model_file is None:
+            x = rng.normal(size=(50_000, features))
+            y = (x[:, 0] - x[:, 1] + np.sin(3 * x[:, 2]) + rng.normal(size=len(x)) > 0).astype(np.float64)
+            params = lightgbm_params(presets.resolve(GbdtConfig(preset="fast")), 2)
+            lgb.train(params, lgb.Dataset(x, y), num_boost_round=100).save_model(str(path))
+        booster = lgb.Booster(model_file=str(path))
+        x = rng.normal(size=(rows, booster.num_feature()))
+        started = time.perf_counter()
+        compiled = load_predictor(path, Path(tmp) / "compiled", booster)
+        compile_s = time.perf_counter() - started
+        timings = {}
+        for predictor in (BoosterPredictor(booster), compiled):
+            started = time.perf_counter()
+            timings[predictor.kind] = (predictor.predict(x), time.perf_counter() - started)
+    (p_booster, s_booster), (p_compiled, s_compiled) = timings["booster"], timings[compiled.kind]
+    print(
+        f"\n(predict) {rows:,} rows x {booster.num_feature()} features, {booster.num_trees()} trees, 1 thread"
+    )
+    print(f"Booster.predict             {rows / s_booster:>12,.0f} rows/s ({s_booster:.2f} s)")
+    print(f"{compiled.kind + ' (lleaves)':28}{rows / s_compiled:>12,.0f} rows/s ({s_compiled:.2f} s)")
+    gap = np.abs(p_booster - p_compiled).max()
+    print(f"compile (or load) time      {compile_s:.1f} s; largest difference {gap:.2e}")
+    print(f"compiled/booster speed-up: {s_booster / s_compiled:.2f}")
+    kept = x[: max(1, rows // 10)]  # scoring explains only the top-N: 20 of 200 candidates
+    paths = attribution.path_contributions(booster)
+    started = time.perf_counter()
+    paths.of(booster, kept)
+    s_paths = time.perf_counter() - started
+    print(
+        f"path contributions of {len(kept):,} rows (the top-N's 10 %): {s_paths:.2f} s "
+        f"({1e6 * s_paths / len(kept):.1f} us/row; {s_paths / len(kept) * rows:.1f} s if all rows)"
+    )
 
 
 def part_b(lake_root: str, tasks: int, rounds: int) -> None:
@@ -125,7 +175,7 @@ def part_b(lake_root: str, tasks: int, rounds: int) -> None:
     n = fit.count()
     with PeakMemory() as memory:
         started = time.perf_counter()
-        out = train_barrier(spark, fit, None, names, categorical, settings, num_tasks=tasks)
+        out = train_barrier(spark, TrainRows(fit, None, names, categorical), settings, num_tasks=tasks)
         wall = time.perf_counter() - started
     train_s = max(r["seconds"] for r in out.ranks)
     print(f"\n(b) {n:,} fit rows x {len(names)} features, thesis preset, {rounds} rounds, {tasks} task(s)")
@@ -140,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--part", choices=["a", "b", "both"], default="both")
+    parser.add_argument("--part", choices=["a", "b", "both", "predict"], default="both")
+    parser.add_argument("--model", default=None, help="(predict) a LightGBM model.txt to time")
     parser.add_argument("--rows", type=int, default=500_000, help="(a) generated rows")
     parser.add_argument("--features", type=int, default=100, help="(a) generated feature columns")
     parser.add_argument("--rounds", type=int, default=100, help="boosting rounds")
@@ -150,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.part in ("a", "both"):
         part_a(args.rows, args.features, args.rounds, args.seed)
+    if args.part == "predict":
+        part_predict(args.rows, args.features, args.model, args.seed)
     if args.part in ("b", "both"):
         part_b(args.lake, args.tasks, args.rounds)
     return 0

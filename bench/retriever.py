@@ -18,8 +18,10 @@ for its general models but not for SASRec, so neither do we nor ALS.
   under ``bench/out/`` (``numpy<2``: RecBole reads ``np.float_``; ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``
   for its best-checkpoint reload; ``torch.autograd.set_detect_anomaly(False)`` after importing
   it, which its ``sine.py`` switches on and which slows SASRec's steps);
-* Spark ML ALS (``implicitPrefs=True``) trained on every event but the test one,
-  ``recommendForAllUsers``, scored by the same code as ours.
+* Spark ML ALS (``implicitPrefs=True``) through the engine's own
+  :func:`~relisten_spark.retrieval.als.als_vectors` (confidence = rows per pair: 1 here), trained
+  on every event but the test one; every trained item ranked by dot product, scored by the same
+  code as ours.
 
 Training seconds = the model's fit (training + per-epoch validation, not data loading nor process
 start-up); s/epoch = training seconds of an epoch without validation. Both trainers get the
@@ -55,6 +57,7 @@ from pyspark.sql import functions as F
 
 from relisten_spark.config import Config, load_config
 from relisten_spark.data import ingest
+from relisten_spark.retrieval.als import AlsSettings, als_vectors
 from relisten_spark.retrieval.job import build_job
 from relisten_spark.retrieval.losses import LOSSES
 from relisten_spark.retrieval.predict import load_retriever
@@ -158,32 +161,20 @@ def run_ours(args: argparse.Namespace, seqs: SequenceSet, loss: str) -> dict[str
 
 
 def run_als(parts: DataFrame, args: argparse.Namespace) -> dict[str, float]:
-    """Spark ML implicit ALS on every event but the test one; its top 20 for every user."""
-    from pyspark.ml.feature import StringIndexer
-    from pyspark.ml.recommendation import ALS
-
-    indexed = StringIndexer(inputCols=["msno", "song_id"], outputCols=["user", "item"]).fit(parts)
-    rows = indexed.transform(parts).withColumn("rating", F.lit(1.0))
-    als = ALS(
-        rank=args.als_rank,
-        maxIter=args.als_iter,
-        regParam=args.als_reg,
-        alpha=args.als_alpha,
-        implicitPrefs=True,
-        userCol="user",
-        itemCol="item",
-        ratingCol="rating",
-        seed=42,
+    """The engine's implicit ALS (:func:`~relisten_spark.retrieval.als.als_vectors`) on every event
+    but the test one; each test user's top 20 over every trained item by dot product."""
+    settings = AlsSettings(
+        rank=args.als_rank, max_iter=args.als_iter, reg_param=args.als_reg, alpha=args.als_alpha
     )
     started = time.perf_counter()
-    model = als.fit(rows.where(F.col("part") != "eval"))
-    recs = model.recommendForAllUsers(max(KS)).toPandas()  # 943 users x 20
-    seconds = time.perf_counter() - started
-    test = rows.where(F.col("part") == "eval").select("user", "item").toPandas().set_index("user")["item"]
-    recs = recs.set_index("user").reindex(test.index)
-    top = np.array([[r["item"] for r in row] for row in recs["recommendations"]])
+    users, items = (v.toPandas() for v in als_vectors(parts.where(F.col("part") != "eval"), settings))
+    seconds = time.perf_counter() - started  # 943 user and 1682 item vectors
+    test = parts.where(F.col("part") == "eval").select("msno", "song_id").toPandas()
+    user_matrix = np.stack(users.set_index("msno")["vector"].reindex(test["msno"]).to_numpy())
+    scores = torch.from_numpy(user_matrix @ np.stack(items["vector"].to_numpy()).T)
+    top = items["song_id"].to_numpy()[scores.topk(max(KS), dim=1).indices.numpy()]
     return {
-        **loo_metrics(top, test.to_numpy()),
+        **loo_metrics(top, test["song_id"].to_numpy()),
         "train_s": seconds,
         "s_per_epoch": seconds / args.als_iter,
         "epochs": args.als_iter,

@@ -114,6 +114,7 @@ def report(summary: dict[str, Any], wall: float, peak: int, cores: int) -> None:
     print(f"  features + scoring         {seconds['features_and_scoring']:,.1f} s")
     task_s = seconds["model_task_seconds"]
     print(f"    of which model code      {task_s:,.1f} task-s (~{model_wall:,.1f} s wall on {cores} cores)")
+    print(f"    model code pairs/s       {pairs / max(model_wall, 1e-9):,.0f} (pairs over that wall time)")
     print(f"    features (the rest)      ~{seconds['features_and_scoring'] - model_wall:,.1f} s")
     print(f"  Delta writes               {seconds['write']:,.1f} s")
     print(f"  coverage check             {seconds['coverage']:,.1f} s")

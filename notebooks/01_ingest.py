@@ -17,18 +17,16 @@ dbutils.library.restartPython()  # noqa: F821
 
 # COMMAND ----------
 
-dbutils.widgets.text("conf", "../conf/databricks.yaml", "config file")  # noqa: F821
-dbutils.widgets.text("lake_root", "", "lake.root (empty: the config's)")  # noqa: F821
-dbutils.widgets.text("raw_dir", "", "data.raw_dir (empty: the config's)")  # noqa: F821
+from relisten_spark.notebook import add_text_widgets
+
+add_text_widgets(dbutils.widgets, "raw_dir")  # noqa: F821
 
 # COMMAND ----------
 
 from relisten_spark.cli import run_command, summary_rows
-from relisten_spark.config import load_config
+from relisten_spark.notebook import widget_config
 
-widgets = {name: dbutils.widgets.get(name) for name in ("conf", "lake_root", "raw_dir")}  # noqa: F821
-keys = {"lake_root": "lake.root", "raw_dir": "data.raw_dir"}
-cfg = load_config(widgets["conf"], [f"{key}={widgets[name]}" for name, key in keys.items() if widgets[name]])
+cfg = widget_config(dbutils.widgets, "raw_dir")  # noqa: F821
 
 # COMMAND ----------
 

@@ -15,20 +15,18 @@ dbutils.library.restartPython()  # noqa: F821
 
 # COMMAND ----------
 
-dbutils.widgets.text("conf", "../conf/databricks.yaml", "config file")  # noqa: F821
-dbutils.widgets.text("lake_root", "", "lake.root (empty: the config's)")  # noqa: F821
+from relisten_spark.notebook import add_text_widgets
+
+add_text_widgets(dbutils.widgets)  # noqa: F821
 dbutils.widgets.dropdown("profile", "serving", ["full", "serving"], "features.profile")  # noqa: F821
 
 # COMMAND ----------
 
 from relisten_spark.cli import run_command, summary_rows
-from relisten_spark.config import load_config
+from relisten_spark.notebook import widget_config
 
-widgets = {name: dbutils.widgets.get(name) for name in ("conf", "lake_root", "profile")}  # noqa: F821
-overrides = [f"features.profile={widgets['profile']}"]
-if widgets["lake_root"]:
-    overrides.append(f"lake.root={widgets['lake_root']}")
-cfg = load_config(widgets["conf"], overrides)
+profile = dbutils.widgets.get("profile")  # noqa: F821
+cfg = widget_config(dbutils.widgets, overrides=[f"features.profile={profile}"])  # noqa: F821
 
 # COMMAND ----------
 

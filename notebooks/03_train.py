@@ -17,9 +17,9 @@ dbutils.library.restartPython()  # noqa: F821
 
 # COMMAND ----------
 
-dbutils.widgets.text("conf", "../conf/databricks.yaml", "config file")  # noqa: F821
-dbutils.widgets.text("lake_root", "", "lake.root (empty: the config's)")  # noqa: F821
-dbutils.widgets.text("models_root", "", "models.root (empty: the config's)")  # noqa: F821
+from relisten_spark.notebook import add_text_widgets
+
+add_text_widgets(dbutils.widgets, "models_root")  # noqa: F821
 dbutils.widgets.dropdown(  # noqa: F821
     "command", "train-gbdt", ["train-gbdt", "train-nets", "train-stack", "train-retriever"], "command"
 )
@@ -29,17 +29,14 @@ dbutils.widgets.dropdown("gpu", "false", ["false", "true"], "train the nets / re
 # COMMAND ----------
 
 from relisten_spark.cli import PROFILE_KEYS, run_command, summary_rows
-from relisten_spark.config import load_config
+from relisten_spark.notebook import widget_config
 
-names = ("conf", "lake_root", "models_root", "command", "profile", "gpu")
-widgets = {name: dbutils.widgets.get(name) for name in names}  # noqa: F821
+widgets = {name: dbutils.widgets.get(name) for name in ("command", "profile", "gpu")}  # noqa: F821
 command = widgets["command"]
-keys = {"lake_root": "lake.root", "models_root": "models.root"}
-overrides = [f"{key}={widgets[name]}" for name, key in keys.items() if widgets[name]]
+overrides = [f"nets.use_gpu={widgets['gpu']}", f"retriever.use_gpu={widgets['gpu']}"]
 if command in PROFILE_KEYS:  # the stages that train on one feature profile
     overrides.append(f"{PROFILE_KEYS[command]}.profile={widgets['profile']}")
-overrides += [f"nets.use_gpu={widgets['gpu']}", f"retriever.use_gpu={widgets['gpu']}"]
-cfg = load_config(widgets["conf"], overrides)
+cfg = widget_config(dbutils.widgets, "models_root", overrides=overrides)  # noqa: F821
 
 # COMMAND ----------
 

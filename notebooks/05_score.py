@@ -15,10 +15,9 @@ dbutils.library.restartPython()  # noqa: F821
 
 # COMMAND ----------
 
-dbutils.widgets.text("conf", "../conf/databricks.yaml", "config file")  # noqa: F821
-dbutils.widgets.text("lake_root", "", "lake.root (empty: the config's)")  # noqa: F821
-dbutils.widgets.text("models_root", "", "models.root (empty: the config's)")  # noqa: F821
-dbutils.widgets.text("run_date", "", "scoring.run_date, YYYY-MM-DD (empty: today, UTC)")  # noqa: F821
+from relisten_spark.notebook import add_text_widgets
+
+add_text_widgets(dbutils.widgets, "models_root", "run_date")  # noqa: F821
 dbutils.widgets.dropdown("reasons", "path", ["path", "shap"], "scoring.reasons")  # noqa: F821
 dbutils.widgets.dropdown("surface", "story", ["story", "shopping"], "surface to show")  # noqa: F821
 
@@ -28,14 +27,11 @@ from pyspark.sql import functions as F
 
 from relisten_spark import lake
 from relisten_spark.cli import run_command, summary_rows
-from relisten_spark.config import load_config
+from relisten_spark.notebook import widget_config
 from relisten_spark.scoring.score import recs_path
 
-names = ("conf", "lake_root", "models_root", "run_date", "reasons", "surface")
-widgets = {name: dbutils.widgets.get(name) for name in names}  # noqa: F821
-keys = {"lake_root": "lake.root", "models_root": "models.root", "run_date": "scoring.run_date"}
-overrides = [f"{key}={widgets[name]}" for name, key in keys.items() if widgets[name]]
-cfg = load_config(widgets["conf"], [*overrides, f"scoring.reasons={widgets['reasons']}"])
+reasons = [f"scoring.reasons={dbutils.widgets.get('reasons')}"]  # noqa: F821
+cfg = widget_config(dbutils.widgets, "models_root", "run_date", overrides=reasons)  # noqa: F821
 
 # COMMAND ----------
 
@@ -44,5 +40,5 @@ display(spark.createDataFrame(summary_rows(results), "stage string, key string, 
 
 # COMMAND ----------
 
-recs = lake.read(spark, recs_path(cfg, widgets["surface"]))  # noqa: F821
+recs = lake.read(spark, recs_path(cfg, dbutils.widgets.get("surface")))  # noqa: F821
 display(recs.where(F.col("run_date") == str(summary["run_date"])).orderBy("msno", "rank").limit(100))  # noqa: F821

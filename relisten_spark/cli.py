@@ -41,6 +41,7 @@ STAGES: dict[str, tuple[str, bool]] = {
     "train-nets": ("relisten_spark.models.ddp.stage", True),
     "train-stack": ("relisten_spark.models.stack", True),
     "train-retriever": ("relisten_spark.retrieval.train", True),
+    "finetune-retriever": ("relisten_spark.scoring.distil", True),
     "candidates": ("relisten_spark.retrieval.candidates", True),
     "evaluate": ("relisten_spark.evaluation.evaluate", True),
     "score": ("relisten_spark.scoring.score", True),
@@ -122,6 +123,16 @@ DOCS: dict[str, CommandDoc] = {
         "<models.root>/.retriever-work/<run id>/",
         f"retriever.* (loss, max_len, epochs, batch_size, num_processes, use_gpu, ...), evaluation.*, "
         f"models.root, {_SESSION}",
+    ),
+    "finetune-retriever": CommandDoc(
+        "Fine-tune the latest stage-1 retriever on the ranker's scores (stage 2: pairwise logit "
+        "loss over its top-M lists as of the holdout cutoff) and measure both stages' agreement.",
+        "bronze.*, the latest stage-1 retriever, the serving stack and its base models, the serving "
+        "feature tables (as of the holdout cutoff)",
+        "silver.retriever_teacher, models/retriever/<version>/ (stage 2, with its parent and stack "
+        "versions), gold.metrics (models retriever:stage1 and retriever:stage2)",
+        f"retriever.finetune.* (users, candidates, margin, softmax_weight, ...), retriever.num_processes, "
+        f"scoring.profile, evaluation.*, models.root, {_SESSION}",
     ),
     "candidates": CommandDoc(
         "Every user's scoring.candidates candidate songs from the retriever, SVD, ALS and popular "

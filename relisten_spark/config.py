@@ -218,6 +218,34 @@ class NetsConfig(Section):
     )
 
 
+class RetrieverFinetuneConfig(Section):
+    users: int | None = Field(
+        300, ge=2, description="training-period users sampled for the teacher lists; null = all"
+    )
+    candidates: int = Field(
+        200, ge=2, description="the stage-1 retriever's top-M songs per user that the ranker scores"
+    )
+    holdout_share: float = Field(
+        0.2, gt=0, lt=1, description="share of the sampled users held out to measure agreement"
+    )
+    margin: float = Field(
+        0.02, ge=0, description="a pair (i, j) is trained when ranker score i > score j + margin"
+    )
+    softmax_weight: float = Field(
+        0.5, ge=0, description="weight of the stage-1 sampled-softmax loss added to the pairwise loss"
+    )
+    agreement_n: int = Field(20, ge=1, description="the ranker's top-N whose agreement is measured")
+    agreement_k: int = Field(
+        50, ge=1, description="the retriever's top-K (of the M) that should hold the ranker's top-N"
+    )
+    epochs: int = Field(5, ge=1, description="most fine-tuning epochs")
+    batch_size: int = Field(32, ge=1, description="teacher users per global batch")
+    learning_rate: float = Field(0.0002, gt=0, description="Adam learning rate of the fine-tuning")
+    early_stopping_patience: int = Field(
+        2, ge=0, description="epochs without a better held-out agreement NDCG before stopping; 0 = off"
+    )
+
+
 class RetrieverConfig(Section):
     max_len: int = Field(
         200, ge=2, description="events per user sequence the retriever reads (the last ones)"
@@ -261,6 +289,14 @@ class RetrieverConfig(Section):
     )
     collective_timeout_s: int = Field(
         600, ge=10, description="timeout of the ranks' collective operations, seconds"
+    )
+    finetune: RetrieverFinetuneConfig = Field(
+        default_factory=RetrieverFinetuneConfig,
+        description="stage 2: pairwise fine-tuning on the ranker's scores (finetune-retriever)",
+    )
+    candidates_stage: Literal["latest", "1", "2"] = Field(
+        "latest",
+        description="retriever version candidates use: latest (the fine-tuned one when newest), 1 or 2",
     )
 
 
@@ -369,6 +405,10 @@ class ScoringConfig(Section):
         "path",
         description="reasons' contributions: path (credit along the decision path) or shap (TreeSHAP)",
     )
+    compiled_gbdt: bool = Field(
+        True,
+        description="score LightGBM compiled by lleaves (compiled once per model); false = Booster.predict",
+    )
     surfaces: dict[str, SurfaceConfig] = Field(
         default_factory=_default_surfaces, description="product surfaces, name -> filters and context"
     )
@@ -389,6 +429,7 @@ class PipelineConfig(Section):
             "train-nets",
             "train-stack",
             "train-retriever",
+            "finetune-retriever",
             "candidates",
             "score",
             "backtest",

@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import reduce
-from typing import Any, Literal
+from typing import Any, Literal, ParamSpec
 
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable
@@ -53,6 +53,7 @@ from relisten_spark.session import has_delta_extension
 log = logging.getLogger(__name__)
 
 WriteMode = Literal["overwrite", "append"]
+_P = ParamSpec("_P")
 _COMMIT_TRIES = 4
 
 
@@ -164,33 +165,6 @@ class PendingWrite:
         self._discard()
 
 
-def write(
-    spark: SparkSession,
-    df: DataFrame,
-    path: str,
-    mode: WriteMode = "overwrite",
-    partition_by: Sequence[str] | None = None,
-    replace_where: Mapping[str, Any] | None = None,
-    options: Mapping[str, str] | None = None,
-    metadata: Mapping[str, str] | None = None,
-    since: int | None = None,
-) -> int:
-    """Write ``df`` as the next version of the table at ``path``; return that version.
-
-    * ``mode="overwrite"`` replaces the whole table (its schema too);
-    * ``mode="append"`` adds rows; new columns are added to the table's schema, a missing or
-      retyped column is a :class:`LakeError` saying how to rebuild;
-    * ``replace_where={"run_date": "2026-11-23"}`` atomically replaces those partitions
-      only (every row of ``df`` must belong to them); schema as for append;
-    * ``options``: Parquet writer options (e.g. :func:`wide_table_options`);
-    * ``metadata``: the commit's custom metadata;
-    * ``since``: the version this run read (-1: none); a commit by another run to the same
-      partitions after it raises :class:`WriteConflictError` and commits nothing.
-    """
-    pending = prepare(spark, df, path, mode, partition_by, replace_where, options, metadata, since)
-    return pending.commit()
-
-
 def prepare(
     spark: SparkSession,
     df: DataFrame,
@@ -202,7 +176,18 @@ def prepare(
     metadata: Mapping[str, str] | None = None,
     since: int | None = None,
 ) -> PendingWrite:
-    """Stage the write of :func:`write` without committing it."""
+    """Stage the write of ``df`` as the next version of the table at ``path``, not committed.
+
+    * ``mode="overwrite"`` replaces the whole table (its schema too);
+    * ``mode="append"`` adds rows; new columns are added to the table's schema, a missing or
+      retyped column is a :class:`LakeError` saying how to rebuild;
+    * ``replace_where={"run_date": "2026-11-23"}`` atomically replaces those partitions
+      only (every row of ``df`` must belong to them); schema as for append;
+    * ``options``: Parquet writer options (e.g. :func:`wide_table_options`);
+    * ``metadata``: the commit's custom metadata;
+    * ``since``: the version this run read (-1: none); a commit by another run to the same
+      partitions after it raises :class:`WriteConflictError` and commits nothing.
+    """
     partition_by = list(partition_by or [])
     if replace_where:
         missing = set(replace_where) - set(partition_by)
@@ -221,6 +206,20 @@ def prepare(
     lake_files.remove_dead_staging(root)
     staged = lake_files.stage(df, root, partition_by, options or {})
     return PendingWrite(path, lambda: _commit_fallback(root, staged, spec), staged.drop)
+
+
+def _committing(stage: Callable[_P, PendingWrite]) -> Callable[_P, int]:
+    """``stage`` and the commit of what it staged, as one call (one signature for both)."""
+
+    def write(*args: _P.args, **kwargs: _P.kwargs) -> int:
+        """Write ``df`` as the next version of the table at ``path`` (the arguments of
+        :func:`prepare`); return that version."""
+        return stage(*args, **kwargs).commit()
+
+    return write
+
+
+write = _committing(prepare)
 
 
 def wide_table_options(

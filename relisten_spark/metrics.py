@@ -55,6 +55,17 @@ def _with_all(df: DataFrame, group_cols: Sequence[str]) -> DataFrame:
     return df if group_cols else df.withColumn(_ALL, F.lit(0))
 
 
+def _without_all(df: DataFrame, group_cols: Sequence[str]) -> DataFrame:
+    """Undo :func:`_with_all`: the result of an ungrouped call carries no group column."""
+    return df if group_cols else df.drop(_ALL)
+
+
+def _bin(score: Column, bins: int) -> Column:
+    """The equal-width bin ``0..bins-1`` of a score in ``[0, 1]`` (1 in the last bin; scores
+    outside the range in the end bins)."""
+    return F.least(F.greatest(F.floor(score * bins), F.lit(0)), F.lit(bins - 1)).cast("int")
+
+
 def score_counts(
     preds: DataFrame, group_cols: Sequence[str] = (), score_col: str = "score", label_col: str = "target"
 ) -> DataFrame:
@@ -66,9 +77,8 @@ def score_counts(
     """
     g = _groups(group_cols)
     labelled = _with_all(_labelled(preds, group_cols, score_col, label_col), group_cols)
-    bucket = F.least(F.greatest(F.floor(F.col("_s") * _BUCKETS), F.lit(0)), F.lit(_BUCKETS - 1)).cast("int")
     by_score = (
-        labelled.withColumn("_b", bucket)
+        labelled.withColumn("_b", _bin(F.col("_s"), _BUCKETS))
         .groupBy(*g, "_b", "_s")
         .agg(F.sum("_y").cast("long").alias("_p"), F.sum(1 - F.col("_y")).cast("long").alias("_n"))
     )
@@ -97,7 +107,7 @@ def score_counts(
         "_pos_all",
         "_neg_all",
     )
-    return out if group_cols else out.drop(_ALL)
+    return _without_all(out, group_cols)
 
 
 def _ratio(num: Column, den: Column) -> Column:
@@ -147,7 +157,7 @@ def binary_metrics(
     long = wide.unpivot(tuple(g), METRIC_NAMES, "metric", "value").select(
         *g, "metric", F.col("value").cast("double").alias("value")
     )
-    return long if group_cols else long.drop(_ALL)
+    return _without_all(long, group_cols)
 
 
 def roc_curve(
@@ -187,7 +197,7 @@ def roc_curve(
         )
     )
     out = sampled.select(*g, "threshold", "fpr", "tpr").unionByName(start)
-    return out if group_cols else out.drop(_ALL)
+    return _without_all(out, group_cols)
 
 
 def calibration_curve(
@@ -204,12 +214,13 @@ def calibration_curve(
     """
     g = _groups(group_cols)
     labelled = _with_all(_labelled(preds, group_cols, score_col, label_col), group_cols)
-    binned = labelled.withColumn(
-        "bin", F.least(F.greatest(F.floor(F.col("_s") * bins), F.lit(0)), F.lit(bins - 1)).cast("int")
+    out = (
+        labelled.withColumn("bin", _bin(F.col("_s"), bins))
+        .groupBy(*g, "bin")
+        .agg(
+            F.count("*").alias("rows"),
+            F.avg("_s").alias("mean_score"),
+            F.avg(F.col("_y").cast("double")).alias("positive_rate"),
+        )
     )
-    out = binned.groupBy(*g, "bin").agg(
-        F.count("*").alias("rows"),
-        F.avg("_s").alias("mean_score"),
-        F.avg(F.col("_y").cast("double")).alias("positive_rate"),
-    )
-    return out if group_cols else out.drop(_ALL)
+    return _without_all(out, group_cols)

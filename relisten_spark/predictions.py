@@ -14,6 +14,9 @@ from relisten_spark import lake, schemas
 from relisten_spark.config import Config
 from relisten_spark.runtime import LOGIT_EPS
 
+# the columns of a model's holdout predictions besides ``score`` (write_predictions derives the rest)
+PREDICTION_KEYS = ("idx", "msno", "song_id", "eval_split", "split_mode", "target")
+
 
 def predictions_path(cfg: Config) -> str:
     return lake.table_path(cfg.lake.root, "gold", "predictions")

@@ -100,6 +100,16 @@ CANDIDATES = _struct(
     ("score", _D),
 )
 
+# the retriever's stage-2 teacher lists (``relisten finetune-retriever``)
+RETRIEVER_TEACHER = _struct(
+    ("msno", _S),
+    ("song_id", _S),
+    ("retriever_rank", _I),
+    ("retriever_logit", _D),
+    ("ranker_score", _D),
+    ("part", _S),
+)
+
 # ---- gold -----------------------------------------------------------------------------
 PREDICTIONS = _struct(
     ("run_id", _S),
@@ -366,6 +376,17 @@ TABLES: tuple[TableDoc, ...] = (
         source="where the song came from: retriever, svd, als or popular",
         rank="the song's rank in the member's candidate list (1 = best)",
         score="the source's own score (dot product, or plays for popular): comparable within a source only",
+    ),
+    _doc(
+        "silver.retriever_teacher",
+        "The stage-1 retriever's top-M songs of a sample of training-period members as of the holdout "
+        "cutoff, each scored by the serving ranker as of that cutoff (relisten finetune-retriever); "
+        "replaced by every run.",
+        RETRIEVER_TEACHER,
+        retriever_rank="the song's rank in the stage-1 retriever's list (1 = best)",
+        retriever_logit="the stage-1 retriever's score (user vector . item vector)",
+        ranker_score="the serving stack's probability of a re-listen, features as of the cutoff",
+        part="train (fine-tuning) or holdout (the agreement measure)",
     ),
     _doc(
         "gold.predictions",

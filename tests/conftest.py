@@ -13,6 +13,13 @@ from relisten_spark.config import Config, load_config
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 KKBOX_SAMPLE = SHARED / "data" / "kkbox-sample"
+KKBOX_HEADERS = {  # the header line of each KKBOX file, as the competition ships them
+    "train.csv": "msno,song_id,source_system_tab,source_screen_name,source_type,target",
+    "test.csv": "id,msno,song_id,source_system_tab,source_screen_name,source_type",
+    "members.csv": "msno,city,bd,gender,registered_via,registration_init_time,expiration_date",
+    "songs.csv": "song_id,song_length,genre_ids,artist_name,composer,lyricist,language",
+    "song_extra_info.csv": "song_id,name,isrc",
+}
 ML100K = SHARED / "data" / "ml-100k"  # MovieLens-100k in RecBole's atomic files
 
 

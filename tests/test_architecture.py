@@ -47,7 +47,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("retrieval", ("retrieval",)),
     ("scoring", ("scoring",)),
     ("evaluation", ("evaluation",)),
-    ("entry points", ("cli", "__main__")),
+    ("entry points", ("cli", "__main__", "notebook")),  # notebook: the Databricks notebooks' helpers
 ]
 LAYER_OF = {part: (rank, name) for rank, (name, parts) in enumerate(LAYERS) for part in parts}
 MODULE_NAME = re.compile(r"relisten_spark(\.\w+)+")

@@ -53,8 +53,8 @@ def test_pipeline_plan_runs_profile_stages_per_profile() -> None:
     steps = plan("pipeline", load_config(None, ["pipeline.profiles=[serving]", "data.source=kkbox"]))
     names = [stage for stage, _ in steps]
     assert names == [
-        "ingest", "features", "train-gbdt", "train-nets", "train-stack", "train-retriever", "candidates",
-        "score", "backtest", "evaluate",
+        "ingest", "features", "train-gbdt", "train-nets", "train-stack", "train-retriever",
+        "finetune-retriever", "candidates", "score", "backtest", "evaluate",
     ]  # fmt: skip
     by_stage = dict(steps)
     assert by_stage["features"].features.profile == "serving"

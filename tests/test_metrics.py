@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from pyspark.sql import types as T
+from reference_metrics import sklearn_metrics
 from sklearn import metrics as skm
 
 from relisten_spark.metrics import (
@@ -20,13 +20,7 @@ from relisten_spark.metrics import (
 
 pytestmark = pytest.mark.spark
 
-SCHEMA = T.StructType(
-    [
-        T.StructField("model", T.StringType()),
-        T.StructField("score", T.DoubleType()),
-        T.StructField("target", T.IntegerType()),
-    ]
-)
+SCHEMA = "model string, score double, target int"
 
 # Two groups; "a" has ties across classes (0.7 twice with different labels, 0.3 three times),
 # a score exactly at the 0.5 threshold, and one unlabelled (test) row that must be ignored.
@@ -47,20 +41,6 @@ ROWS = [
 ]
 
 
-def _sklearn(scores: list[float], labels: list[int]) -> dict[str, float]:
-    y, s = np.array(labels), np.array(scores)
-    pred = (s >= 0.5).astype(int)
-    return {
-        "roc_auc": skm.roc_auc_score(y, s),
-        "pr_auc": skm.average_precision_score(y, s),
-        "logloss": skm.log_loss(y, s),
-        "accuracy": skm.accuracy_score(y, pred),
-        "precision": skm.precision_score(y, pred, zero_division=0),
-        "recall": skm.recall_score(y, pred, zero_division=0),
-        "f1": skm.f1_score(y, pred, zero_division=0),
-    }
-
-
 def _as_dict(rows: list) -> dict[tuple[str, str], float]:
     return {(r["model"], r["metric"]): r["value"] for r in rows}
 
@@ -73,7 +53,7 @@ def test_binary_metrics_match_sklearn_with_ties(spark):
     assert set(got) == {(m, k) for m in "abcd" for k in METRIC_NAMES}
     for model in "ab":
         labelled = [(s, t) for m, s, t in ROWS if m == model and t is not None]
-        expected = _sklearn([s for s, _ in labelled], [t for _, t in labelled])
+        expected = sklearn_metrics([t for _, t in labelled], [s for s, _ in labelled])
         for metric, value in expected.items():
             assert got[(model, metric)] == pytest.approx(value, abs=1e-12), (model, metric)
     assert got[("c", "roc_auc")] is None
@@ -92,7 +72,7 @@ def test_binary_metrics_without_groups_and_many_ties(spark):
     scores = np.round(np.clip(0.35 + 0.3 * labels + rng.normal(0, 0.2, n), 0, 1), 2)
     pdf = pd.DataFrame({"model": "m", "score": scores, "target": labels.astype("int32")})
     got = {r["metric"]: r["value"] for r in binary_metrics(spark.createDataFrame(pdf, SCHEMA)).collect()}
-    expected = _sklearn(list(scores), list(labels))
+    expected = sklearn_metrics(labels, scores)
     assert got == pytest.approx(expected, abs=1e-9)
 
 

@@ -6,6 +6,7 @@ has, and a body that runs against the local session on tiny data. ``dbutils``, `
 from __future__ import annotations
 
 import ast
+import functools
 import importlib
 import importlib.util
 import re
@@ -15,7 +16,7 @@ from typing import Any, get_args
 import pytest
 import yaml
 
-from relisten_spark import cli
+from relisten_spark import cli, notebook
 from relisten_spark.config import Profile, ScoringConfig, load_config
 from relisten_spark.data.synthetic import generator
 
@@ -178,6 +179,30 @@ def _tiny(tmp_path: Path) -> dict[str, str]:
         )
     )
     return {"conf": str(conf), "lake_root": str(tmp_path / "lake"), "models_root": str(tmp_path / "models")}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_the_widget_cells_make_the_config(path: Path, tmp_path: Path) -> None:
+    """Up to ``cfg``: a non-empty text widget sets its key, an empty one keeps the config file's."""
+    conf = tmp_path / "conf.yaml"
+    conf.write_text(yaml.safe_dump({"lake": {"root": str(tmp_path / "file-lake")}}))
+    values = {
+        "conf": str(conf),
+        "models_root": str(tmp_path / "models"),
+        "raw_dir": str(tmp_path / "raw"),
+        "run_date": "2026-11-23",
+    }
+    dbutils = _DBUtils(values)
+    namespace: dict[str, Any] = {"dbutils": dbutils}
+    for cell in _code(path):
+        exec(compile(cell, path.name, "exec"), namespace)
+        if "cfg" in namespace:
+            break
+    cfg = namespace["cfg"]
+    assert cfg.lake.root == str(tmp_path / "file-lake")
+    for name in set(dbutils.widgets.defaults) & set(notebook.TEXT_WIDGETS) - {"lake_root"}:
+        key = notebook.TEXT_WIDGETS[name][0]
+        assert str(functools.reduce(getattr, key.split("."), cfg)) == values[name], (path.name, key)
 
 
 def _summary(shown: dict[str, list[Any]]) -> dict[tuple[str, str], str]:

@@ -140,13 +140,13 @@ def _kill_one_executor_when_running(spark: SparkSession, killed: list[int]) -> N
     """Once a stage has run tasks for over a second (the slow ranking-like stage, after the
     narrow shuffle wrote its output), SIGKILL one executor."""
     tracker = spark.sparkContext.statusTracker()
+    seen: dict[int, float] = {}  # stage id -> when this thread first saw it run tasks
     deadline = time.time() + 120
     while time.time() < deadline:
-        stages = [tracker.getStageInfo(s) for s in tracker.getActiveStageIds()]
-        if any(
-            s is not None and s.numActiveTasks > 0 and time.time() - s.submissionTime / 1000 > 1.0
-            for s in stages
-        ):
+        for stage in filter(None, map(tracker.getStageInfo, tracker.getActiveStageIds())):
+            if stage.numActiveTasks > 0:
+                seen.setdefault(stage.stageId, time.time())
+        if any(time.time() - since > 1.0 for since in seen.values()):
             pid = _executor_pids(spark.sparkContext.applicationId)[0]
             os.kill(pid, signal.SIGKILL)
             killed.append(pid)

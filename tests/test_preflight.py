@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from conftest import KKBOX_HEADERS
 
 from relisten_spark import lake, preflight
 from relisten_spark.cli import main
@@ -21,13 +22,7 @@ from relisten_spark.runs import runs_path
 pytestmark = pytest.mark.spark
 
 NOBODY = 65534
-HEADERS = {
-    "train.csv": "msno,song_id,source_system_tab,source_screen_name,source_type,target",
-    "test.csv": "id,msno,song_id,source_system_tab,source_screen_name,source_type",
-    "members.csv": "msno,city,bd,gender,registered_via,registration_init_time,expiration_date",
-    "songs.csv": "song_id,song_length,genre_ids,artist_name,composer,lyricist,language",
-    "song_extra_info.csv": "song_id,name,isrc",
-}
+TRAIN_HEADER = KKBOX_HEADERS["train.csv"]
 ROWS = {
     "train.csv": [
         "u1,s1,discover,Discover Feature,online-playlist,1",
@@ -42,8 +37,8 @@ ROWS = {
 
 def _files(overrides: dict[str, bytes | None] | None = None, eol: str = "\n", bom: bool = False) -> dict:
     files: dict[str, bytes | None] = {
-        name: (("\ufeff" if bom else "") + eol.join([HEADERS[name], *ROWS[name]]) + eol).encode("utf-8")
-        for name in HEADERS
+        name: (("\ufeff" if bom else "") + eol.join([KKBOX_HEADERS[name], *ROWS[name]]) + eol).encode("utf-8")
+        for name in KKBOX_HEADERS
     }
     files.update(overrides or {})
     return files
@@ -67,22 +62,22 @@ class Case:
 
 
 LATIN1_TRAIN = (
-    HEADERS["train.csv"] + "\nu1,s1,discover,Discover Feature,online-playlist,1\n"
+    TRAIN_HEADER + "\nu1,s1,discover,Discover Feature,online-playlist,1\n"
     "u2,s2,d\xe9couverte,Local,local-library,0\n"
 ).encode("latin-1")
 CASES = {
     "latin1_train": Case(_files({"train.csv": LATIN1_TRAIN}), error="train.csv: line 3 is not valid utf-8"),
     "latin1_train_with_encoding": Case(_files({"train.csv": LATIN1_TRAIN}), sets=("data.encoding=latin-1",)),
     "header_only_train": Case(
-        _files({"train.csv": (HEADERS["train.csv"] + "\n").encode()}),
+        _files({"train.csv": (TRAIN_HEADER + "\n").encode()}),
         error="train.csv: no data rows (header only); set data.allow_empty=true",
     ),
     "header_only_train_allowed": Case(
-        _files({"train.csv": (HEADERS["train.csv"] + "\n").encode()}), sets=("data.allow_empty=true",)
+        _files({"train.csv": (TRAIN_HEADER + "\n").encode()}), sets=("data.allow_empty=true",)
     ),
     "binary_songs": Case(_files({"songs.csv": _garbage()}), error="songs.csv: not a text file"),
     "semicolon_train": Case(
-        _files({"train.csv": (HEADERS["train.csv"].replace(",", ";") + "\nu1;s1;a;b;c;1\n").encode()}),
+        _files({"train.csv": (TRAIN_HEADER.replace(",", ";") + "\nu1;s1;a;b;c;1\n").encode()}),
         error="train.csv: not comma-separated (the header is split by ';')",
     ),
     "missing_file": Case(_files({"members.csv": None}), error="input file not found: "),
@@ -94,7 +89,7 @@ CASES = {
     "lake_root_under_a_file": Case(lake="under-file", error="lake.root: "),
     "models_root_is_a_file": Case(models="file", command="train-gbdt", error="models.root: "),
     "empty_ids_quarantined": Case(
-        _files({"train.csv": (HEADERS["train.csv"] + "\nu1,s1,a,b,c,1\n,s2,a,b,c,0\nu2,,a,b,c,1\n").encode()})
+        _files({"train.csv": (TRAIN_HEADER + "\nu1,s1,a,b,c,1\n,s2,a,b,c,0\nu2,,a,b,c,1\n").encode()})
     ),
     "bom_crlf": Case(_files(eol="\r\n", bom=True)),
 }
@@ -163,7 +158,7 @@ def _cfg(lake_root: str) -> Config:
 def test_accepted_input_keeps_its_text_and_quarantines_empty_ids(spark, tmp_path: Path) -> None:
     """latin-1 read as latin-1 (no replacement character); empty ids quarantined with a reason."""
     rows = "\nu1,s1,d\xe9couverte,b,c,1\n,s2,a,b,c,0\nu2,,a,b,c,1\n"
-    train = (HEADERS["train.csv"] + rows).encode("latin-1")
+    train = (TRAIN_HEADER + rows).encode("latin-1")
     raw, lake_root, _ = _paths(tmp_path, Case(_files({"train.csv": train})))
     sets = [f"data.raw_dir={raw}", f"lake.root={lake_root}", "data.encoding=latin-1"]
     assert main(_argv("ingest", *sets)) == 0

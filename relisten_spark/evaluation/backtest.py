@@ -52,11 +52,12 @@ from relisten_spark import lake, schemas
 from relisten_spark.beyond_accuracy import SongReference, list_measures, song_reference, surface_overlap
 from relisten_spark.config import Config
 from relisten_spark.errors import InputError
-from relisten_spark.features.bronze import BronzeFrames, read_bronze
+from relisten_spark.features.bronze import read_bronze
 from relisten_spark.runs import new_run_id
 from relisten_spark.runtime import Held, PhaseTimer, checkpoint
-from relisten_spark.scoring import rank, score, snapshot
-from relisten_spark.scoring.levers import GENRE, POPULARITY, Levers, svd_columns
+from relisten_spark.scoring import rank, score
+from relisten_spark.scoring.asof import score_as_of
+from relisten_spark.scoring.levers import Levers
 from relisten_spark.splits import assign_eval_split, holdout_cutoff
 from relisten_spark.topn import ranking_metrics
 
@@ -141,24 +142,6 @@ def pick_lists(
     bucket = F.pmod(F.xxhash64("msno"), F.lit(buckets)).alias("_bucket")
     grouped = scored.select(bucket, *scored.columns).groupBy("_bucket")
     return grouped.applyInPandas(_pick_fn(settings), LIST_SCHEMA)
-
-
-def backtest_lists(
-    spark: SparkSession, cfg: Config, frames: BronzeFrames, cutoff: int, users: DataFrame, held: Held
-) -> DataFrame:
-    """The scored candidates of ``users`` as of ``cutoff``: ``[surface, msno, song_id, artist_key,
-    <every lever's columns>, score]`` (materialised)."""
-    ensemble = rank.load_ensemble(cfg.models.root, cfg.scoring.profile, cfg.scoring.reasons)
-    past = BronzeFrames(
-        frames.events.where(F.col("idx") < cutoff), frames.members, frames.songs, frames.song_extra
-    )
-    cands = score.build_pairs(spark, cfg, past, held, users)
-    codes = score.surface_codes(spark, cfg)
-    features = snapshot.pair_features(spark, cfg, frames, cands.pairs, codes, as_of=cutoff)
-    keep = [*rank.KEYS, POPULARITY, GENRE, *svd_columns(cfg.features.svd_song_k)]
-    scored = rank.score_pairs(features, ensemble, keep)
-    with rank.arrow_batch_size(spark, cfg.scoring.batch_size):
-        return checkpoint(scored)
 
 
 # ---- the measures --------------------------------------------------------------------------
@@ -246,7 +229,7 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
         if not n_users:
             raise InputError("bronze.events has no eval rows: nothing to backtest")
         with timer.phase("scoring"):
-            scored = backtest_lists(spark, cfg, frames, cutoff, users, held)
+            scored = score_as_of(spark, cfg, frames, cutoff, users, held)
         with timer.phase("lists"):
             buckets = max(1, -(-n_users // USERS_PER_BUCKET))
             lists = held.persist(pick_lists(scored, setting_rules(cfg), buckets))

@@ -19,7 +19,7 @@ partition keys, not features.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
@@ -230,16 +230,21 @@ MEMBER_ENCODERS = ("msno_code", "city", "gender", "registered_via")
 
 
 @dataclass(frozen=True)
-class MemberCodes:
-    """Fitted encoders of the member table."""
+class _Codes:
+    """Fitted encoders of one table, a field each."""
+
+    def by_name(self) -> dict[str, LabelCodes]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class MemberCodes(_Codes):
+    """Fitted encoders of the member table (the fields: :data:`MEMBER_ENCODERS`)."""
 
     msno_code: LabelCodes
     city: LabelCodes
     gender: LabelCodes
     registered_via: LabelCodes
-
-    def by_name(self) -> dict[str, LabelCodes]:
-        return {name: getattr(self, name) for name in MEMBER_ENCODERS}
 
 
 def _with_members(users: DataFrame, members: DataFrame) -> DataFrame:
@@ -361,8 +366,9 @@ _GENRE_RAW = ("genre_1", "genre_2", "genre_3")
 
 
 @dataclass(frozen=True)
-class SongCodes:
-    """Fitted encoders of the song table (genre is one joint encoder over the three slots)."""
+class SongCodes(_Codes):
+    """Fitted encoders of the song table (the fields: :data:`SONG_ENCODERS`; genre is one joint
+    encoder over the three slots)."""
 
     song_code: LabelCodes
     artist_name: LabelCodes
@@ -372,9 +378,6 @@ class SongCodes:
     language: LabelCodes
     cc: LabelCodes
     xxx: LabelCodes
-
-    def by_name(self) -> dict[str, LabelCodes]:
-        return {name: getattr(self, name) for name in SONG_ENCODERS}
 
 
 # song-table key columns of the count families (hashes of the raw values, null = missing)

@@ -29,7 +29,7 @@ from relisten_spark import lake
 from relisten_spark.config import Config
 from relisten_spark.errors import InputError
 from relisten_spark.models.feature_inputs import features_path
-from relisten_spark.predictions import write_predictions
+from relisten_spark.predictions import PREDICTION_KEYS, write_predictions
 from relisten_spark.runtime import POPULARITY
 from relisten_spark.splits import assign_eval_split
 
@@ -72,15 +72,7 @@ def popularity_scores(split: DataFrame) -> DataFrame:
     return (
         split.where(F.col("eval_split").isin("calib", "eval", "test"))
         .join(plays, "song_id", "left")
-        .select(
-            "idx",
-            "msno",
-            "song_id",
-            "eval_split",
-            "split_mode",
-            "target",
-            (1.0 / (1.0 + F.exp(-(F.lit(a) + F.lit(b) * x)))).alias("score"),
-        )
+        .select(*PREDICTION_KEYS, (1.0 / (1.0 + F.exp(-(F.lit(a) + F.lit(b) * x)))).alias("score"))
     )
 
 

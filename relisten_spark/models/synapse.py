@@ -16,10 +16,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from relisten_spark.errors import ConfigError, TrainingError
+from relisten_spark.models.gbdt.inputs import TrainRows
 from relisten_spark.models.presets import TrainSettings
 
 SYNAPSE_CLASS = "com.microsoft.azure.synapse.ml.lightgbm.LightGBMClassifier"
@@ -152,10 +153,7 @@ def require_synapseml(spark: SparkSession) -> Any:
 
 def train(
     spark: SparkSession,
-    fit: DataFrame,
-    valid: DataFrame | None,
-    features: list[str],
-    categorical: list[str],
+    rows: TrainRows,
     settings: TrainSettings,
     num_tasks: int,
     tree_learner: str,
@@ -164,18 +162,19 @@ def train(
 ) -> str:
     """Fit SynapseML's LightGBMClassifier; return LightGBM's native model string.
 
-    ``fit`` / ``valid`` (calib rows, used for early stopping when enabled): ``[target,
-    *features]``. The model keeps our feature names (``slotNames``) so its string matches the
-    barrier backend's.
+    ``rows``: :class:`~relisten_spark.models.gbdt.inputs.TrainRows` (``valid`` is used only
+    when early stopping is on; ``idx`` is not needed). The model keeps our feature names
+    (``slotNames``) so its string matches the barrier backend's.
     """
     from pyspark.ml.feature import VectorAssembler
 
     classifier_cls = require_synapseml(spark)
+    features = rows.features
     cols = [F.col("target").cast("double").alias("label")] + [
         F.col(f).cast("double").alias(f) for f in features
     ]
-    data = fit.select(*cols, F.lit(False).alias("is_valid"))
-    validation = valid if settings.early_stopping_rounds > 0 else None
+    data = rows.fit.select(*cols, F.lit(False).alias("is_valid"))
+    validation = rows.valid if settings.early_stopping_rounds > 0 else None
     if validation is not None:
         data = data.unionByName(validation.select(*cols, F.lit(True).alias("is_valid")))
     assembled = VectorAssembler(inputCols=features, outputCol="features", handleInvalid="keep").transform(
@@ -183,7 +182,7 @@ def train(
     )
     kwargs = synapse_params(
         settings,
-        [features.index(c) for c in categorical],
+        [features.index(c) for c in rows.categorical],
         num_tasks=num_tasks,
         tree_learner=tree_learner,
         num_threads=num_threads,

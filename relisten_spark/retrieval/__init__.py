@@ -6,5 +6,8 @@
 * :mod:`~relisten_spark.retrieval.losses` — full and sampled softmax losses (``retriever.loss``);
 * :mod:`~relisten_spark.retrieval.worker` — the rank side of DDP training;
 * :mod:`~relisten_spark.retrieval.train` — ``relisten train-retriever``;
-* :mod:`~relisten_spark.retrieval.predict` — a trained version loaded for inference.
+* :mod:`~relisten_spark.retrieval.predict` — a trained version loaded for inference;
+* :mod:`~relisten_spark.retrieval.finetune` — stage 2: pairwise fine-tuning on the ranker's
+  scores (its teacher shards and rank side; the command is :mod:`relisten_spark.scoring.distil`);
+* :mod:`~relisten_spark.retrieval.agreement` — how far a retriever's order agrees with the ranker's.
 """

@@ -4,8 +4,10 @@ Sources (``scoring.candidate_sources``: source -> quota, in priority order; 0 = 
 every song for every user of ``bronze.events`` from the whole log by the exact blocked top-K of
 :mod:`relisten_spark.retrieval.nearest`:
 
-* ``retriever`` — the latest trained retriever (``train-retriever``), user vectors from each
-  user's last ``retriever.max_len`` events;
+* ``retriever`` — the newest retriever version: the fine-tuned one (``finetune-retriever``,
+  stage 2) when it is newer than the pretrained one (``train-retriever``, stage 1);
+  ``retriever.candidates_stage`` pins a stage; user vectors from each user's last
+  ``retriever.max_len`` events;
 * ``svd`` — the SVD nearest songs (``U diag(s) V^T`` of the serving factors of ``features``);
 * ``als`` — Spark ML implicit ALS fit on the log;
 * ``popular`` — songs by plays.
@@ -65,6 +67,12 @@ def quotas(cfg: Config) -> dict[str, int]:
     return chosen
 
 
+def candidates_stage(cfg: Config) -> int | None:
+    """The retriever stage ``retriever.candidates_stage`` pins (None: the newest version)."""
+    stage = cfg.retriever.candidates_stage
+    return None if stage == "latest" else int(stage)
+
+
 def excludes_heard(cfg: Config) -> bool:
     """True when a configured surface leaves out the songs a user already heard."""
     return any(surface.exclude_heard for surface in cfg.scoring.surfaces.values())
@@ -81,7 +89,7 @@ def source_lists(
     versions: dict[str, str] = {}
     for source in quotas(cfg):
         if source == "retriever":
-            folder = nearest.resolve_retriever(cfg.models.root, "latest")
+            folder = nearest.resolve_retriever(cfg.models.root, "latest", candidates_stage(cfg))
             versions["retriever"] = folder.name
             inputs = nearest.retriever_inputs(spark, folder, events, heard)
             lists[source] = nearest.retriever_top_k(inputs, cfg.models.root, folder.name, k, block)

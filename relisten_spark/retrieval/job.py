@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 
 from relisten_spark.config import Config, RetrieverConfig
 from relisten_spark.models import shards
+from relisten_spark.models.ddp.job import RankJob, run_metadata
 from relisten_spark.retrieval.losses import LossName
 from relisten_spark.retrieval.model import RetrieverHyper
 from relisten_spark.retrieval.sequences import SequenceSet
@@ -33,8 +34,8 @@ class RetrieverParams:
     exclude_heard: bool
 
 
-@dataclass(frozen=True)
-class RetrieverJob:
+@dataclass(frozen=True, kw_only=True)
+class RetrieverJob(RankJob):
     """What every rank receives (pickled by TorchDistributor).
 
     ``item_meta`` ``[n_items + 1, 3]`` int32 (artist, genre, language per item index) and
@@ -50,14 +51,6 @@ class RetrieverJob:
     train: tuple[shards.RowGroup, ...]
     calib: tuple[shards.RowGroup, ...]
     sequences: str
-    seed: int
-    shuffle_buffer_rows: int
-    threads: int | None
-    use_gpu: bool
-    timeout_s: int
-    models_root: str
-    error_dir: str
-    metadata: dict[str, Any]
 
 
 def hyper_of(cfg: RetrieverConfig, seqs: SequenceSet) -> RetrieverHyper:
@@ -113,6 +106,22 @@ def parquet_files(folder: str) -> list[str]:
     return sorted(str(p) for p in Path(folder).glob("*.parquet"))
 
 
+def rank_fields(cfg: Config, work: str | Path, run_id: str, metadata: dict[str, Any]) -> dict[str, Any]:
+    """The :class:`~relisten_spark.models.ddp.job.RankJob` fields of a retriever stage from
+    ``retriever.*``: its ranks leave their errors under ``work``."""
+    r = cfg.retriever
+    return {
+        "seed": r.seed,
+        "shuffle_buffer_rows": r.shuffle_buffer_rows,
+        "threads": r.threads_per_process,
+        "use_gpu": r.use_gpu,
+        "timeout_s": r.collective_timeout_s,
+        "models_root": str(Path(cfg.models.root).absolute()),
+        "error_dir": str(Path(work) / f"ranks-{uuid.uuid4().hex[:6]}"),
+        "metadata": {**run_metadata(cfg, run_id), **metadata},
+    }
+
+
 def build_job(cfg: Config, seqs: SequenceSet, run_id: str, metadata: dict[str, Any]) -> RetrieverJob:
     """The rank-side description of one train-retriever run over the sequences ``seqs``."""
     r = cfg.retriever
@@ -125,17 +134,5 @@ def build_job(cfg: Config, seqs: SequenceSet, run_id: str, metadata: dict[str, A
         train=tuple(shards.list_row_groups(parquet_files(seqs.train))),
         calib=tuple(shards.list_row_groups(parquet_files(seqs.calib))),
         sequences=seqs.root,
-        seed=r.seed,
-        shuffle_buffer_rows=r.shuffle_buffer_rows,
-        threads=r.threads_per_process,
-        use_gpu=r.use_gpu,
-        timeout_s=r.collective_timeout_s,
-        models_root=str(Path(cfg.models.root).absolute()),
-        error_dir=str(Path(seqs.root) / f"ranks-{uuid.uuid4().hex[:6]}"),
-        metadata={
-            "run_id": run_id,
-            "config": cfg.model_dump(mode="json"),
-            "config_hash": cfg.digest(),
-            **metadata,
-        },
+        **rank_fields(cfg, seqs.root, run_id, metadata),
     )

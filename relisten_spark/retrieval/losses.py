@@ -24,6 +24,10 @@ negatives, draws from the training stream's item frequencies ``p``) and
 ``c`` times counts ``c`` times (its logit plus ``log c``), exactly as ``c`` duplicate columns
 would. Accidental hits (a negative equal to the row's positive) are masked. Losses are means
 over the rows.
+
+Stage 2 (``finetune-retriever``) adds :func:`pairwise_logit_loss`: over a user's candidate list
+scored by the ranker, every pair ``(i, j)`` with ranker scores ``r_i > r_j + margin`` costs
+``log(1 + exp(-(z_i - z_j)))`` on the retriever's logits.
 """
 
 from __future__ import annotations
@@ -156,3 +160,18 @@ def next_item_loss(
     at = torch.searchsorted(candidates, positives)
     pos_log_q = log_q(positives, frequency, negatives.in_batch, negatives.uniform)
     return sampled_softmax(kind, q, positives, vectors[at], pos_log_q, negatives, vectors, tau)
+
+
+def pairwise_logit_loss(z: torch.Tensor, r: torch.Tensor, valid: torch.Tensor, margin: float) -> torch.Tensor:
+    """Pairwise logit loss of the retriever's logits ``z`` ``[B, M]`` against the ranker's scores
+    ``r`` ``[B, M]`` (``valid`` ``[B, M]`` marks real list entries): per user the mean of
+    ``log(1 + exp(-(z_i - z_j)))`` over the pairs with ``r_i > r_j + margin``, then the mean
+    over the users that have a pair (0 when none has)."""
+    pairs = (r[:, :, None] - r[:, None, :] > margin) & valid[:, :, None] & valid[:, None, :]
+    cost = nnf.softplus(z[:, None, :] - z[:, :, None])  # log(1 + exp(-(z_i - z_j))) at [b, i, j]
+    counts = pairs.sum((1, 2))
+    has = counts > 0
+    if not bool(has.any()):
+        return z.sum() * 0.0
+    per_user = torch.where(pairs, cost, torch.zeros_like(cost)).sum((1, 2))
+    return (per_user[has] / counts[has]).mean()

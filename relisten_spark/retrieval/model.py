@@ -140,29 +140,15 @@ class Retriever(nn.Module):
             x = block(x, allowed[:, None])
         return self.norm(x)
 
-    def forward(
-        self,
-        items: torch.Tensor,
-        artists: torch.Tensor,
-        genres: torch.Tensor,
-        languages: torch.Tensor,
-        sources: torch.Tensor,
-        candidates: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Training step's forward (one call, as DDP wants): the outputs ``[B, L, d]`` and the
-        vectors ``[C, d]`` of the ``candidates`` item indices."""
-        return self.encode(items, artists, genres, languages, sources), self.items(candidates)
+    def forward(self, *tokens: torch.Tensor, candidates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training step's forward (one call, as DDP wants): the outputs ``[B, L, d]`` of the five
+        token tensors (:meth:`encode`) and the vectors ``[C, d]`` of the ``candidates`` item indices."""
+        return self.encode(*tokens), self.items(candidates)
 
-    def user_vectors(
-        self,
-        items: torch.Tensor,
-        artists: torch.Tensor,
-        genres: torch.Tensor,
-        languages: torch.Tensor,
-        sources: torch.Tensor,
-    ) -> torch.Tensor:
-        """The user vectors ``[B, d]``: the output at the last position."""
-        return self.encode(items, artists, genres, languages, sources)[:, -1]
+    def user_vectors(self, *tokens: torch.Tensor) -> torch.Tensor:
+        """The user vectors ``[B, d]`` of the five token tensors (:meth:`encode`): the output at
+        the last position."""
+        return self.encode(*tokens)[:, -1]
 
 
 def _init(module: nn.Module) -> None:

@@ -34,6 +34,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from relisten_spark import runtime
+from relisten_spark.errors import InputError
 from relisten_spark.models import registry
 from relisten_spark.retrieval.predict import RetrieverModel, load_retriever
 from relisten_spark.retrieval.sequences import TOKENS, VOCAB_FILE, Vocab, encode_events, last_events
@@ -219,10 +220,22 @@ def retriever_top_k(
     return histories.select("msno", *TOKENS, "heard").mapInArrow(run, TOP_K_SCHEMA)
 
 
-def resolve_retriever(models_root: str, version: str) -> Path:
+def resolve_retriever(models_root: str, version: str, stage: int | None = None) -> Path:
     """The registry folder of the retriever ``version`` (``latest`` resolved now, on the driver,
-    so that every task loads the same version)."""
-    return registry.resolve(models_root, runtime.RETRIEVER, version).absolute()
+    so that every task loads the same version); with ``stage`` (1: pretrained, 2: fine-tuned on
+    the ranker) ``latest`` is the newest version of that stage (a version without a ``stage``
+    field predates stage 2: stage 1)."""
+    if version != "latest" or stage is None:
+        return registry.resolve(models_root, runtime.RETRIEVER, version).absolute()
+    found = []
+    for value in (stage, None) if stage == 1 else (stage,):
+        try:
+            found.append(registry.resolve(models_root, runtime.RETRIEVER, "latest", {"stage": value}))
+        except InputError:
+            continue
+    if not found:
+        raise InputError(f"no trained retriever of stage {stage} under {models_root} (train it first)")
+    return max(found, key=lambda folder: folder.name).absolute()
 
 
 def retriever_inputs(

@@ -53,7 +53,9 @@ KS = (10, 20, 100, 200)
 EVENT_K = 200
 RETRIEVER = "retriever"
 POPULARITY, SVD, ALS = "retrieval:popularity", "retrieval:svd", "retrieval:als"
-MODELS = (RETRIEVER, POPULARITY, SVD, ALS)
+BASE_MODELS = (RETRIEVER, POPULARITY, SVD, ALS)
+STAGE1, STAGE2 = "retriever:stage1", "retriever:stage2"
+MODELS = (*BASE_MODELS, STAGE1, STAGE2)
 SPLIT = "eval"
 WORK_FOLDER = ".retrieval-work"
 HEADLINE = ("hr@10", "ndcg@10", "recall@200", "event_recall@200", "event_recall_relisten@200")
@@ -100,11 +102,14 @@ def retriever_lists(spark: SparkSession, cfg: Config, version: str, hold: Holdou
 
 
 def model_lists(
-    spark: SparkSession, cfg: Config, version: str, hold: Holdout, work: Path
+    spark: SparkSession, cfg: Config, version: str, hold: Holdout, work: Path, name: str = RETRIEVER
 ) -> dict[str, DataFrame]:
-    """``{model: lists}``: the retriever's and each baseline's top :data:`EVENT_K` (or max K)."""
+    """``{model: lists}``: the retriever's (as model ``name``) and, for :data:`RETRIEVER`, each
+    baseline's top :data:`EVENT_K` (or max K)."""
     k, block = max(*KS, EVENT_K), cfg.scoring.block_size
-    out = {RETRIEVER: retriever_lists(spark, cfg, version, hold, k)}
+    out = {name: retriever_lists(spark, cfg, version, hold, k)}
+    if name != RETRIEVER:
+        return out
     users, items = baselines.popularity_vectors(hold.before)
     out[POPULARITY] = factor_lists(users, items, hold, str(work / "popularity"), k, block)
     try:
@@ -155,19 +160,24 @@ def kept_rows(spark: SparkSession, cfg: Config) -> DataFrame | None:
     return checkpoint(lake.read(spark, path).where(F.col("model").isin(*MODELS)))
 
 
-def write_metrics(spark: SparkSession, cfg: Config, rows: DataFrame) -> int:
-    """Replace the rows of :data:`MODELS` in gold.metrics with ``rows``; the other rows stay."""
+def write_metrics(
+    spark: SparkSession, cfg: Config, rows: DataFrame, models: tuple[str, ...] = BASE_MODELS
+) -> int:
+    """Replace the rows of ``models`` in gold.metrics with ``rows``; the other rows stay."""
     path = lake.table_path(cfg.lake.root, "gold", "metrics")
     if lake.exists(path):
-        others = lake.read(spark, path).where(~F.col("model").isin(*MODELS))
+        others = lake.read(spark, path).where(~F.col("model").isin(*models))
         rows = rows.unionByName(checkpoint(others))
     return lake.write(spark, checkpoint(rows), path, mode="overwrite")
 
 
-def evaluate_retriever(spark: SparkSession, cfg: Config, version: str = "latest") -> dict[str, Any]:
+def evaluate_retriever(
+    spark: SparkSession, cfg: Config, version: str = "latest", name: str = RETRIEVER
+) -> dict[str, Any]:
     """Evaluate the retriever ``version`` and the baselines on the eval period (module docstring),
     write gold.metrics; return ``run_id``, ``metrics_version``, ``split_mode`` and per model the
-    :data:`HEADLINE` metrics."""
+    :data:`HEADLINE` metrics. With another model ``name`` (a fine-tuned version: :data:`STAGE2`)
+    only that version is measured and only its rows are replaced."""
     run_id = new_run_id("evaluate-retriever")
     timer = PhaseTimer("evaluate-retriever")
     work = Path(cfg.models.root).absolute() / WORK_FOLDER / run_id
@@ -175,12 +185,13 @@ def evaluate_retriever(spark: SparkSession, cfg: Config, version: str = "latest"
     try:
         with timer.phase("lists"):
             hold = eval_holdout(spark, cfg, held)
-            per_model = model_lists(spark, cfg, version, hold, work)
+            per_model = model_lists(spark, cfg, version, hold, work, name)
             tagged = [df.withColumn("model", F.lit(name)) for name, df in per_model.items()]
             lists = checkpoint(functools.reduce(DataFrame.unionByName, tagged))
         with timer.phase("metrics"):
             measured = checkpoint(measure(lists, hold, list(per_model)))
-            version_written = write_metrics(spark, cfg, metrics_rows(measured, cfg, run_id, hold.split_mode))
+            rows = metrics_rows(measured, cfg, run_id, hold.split_mode)
+            version_written = write_metrics(spark, cfg, rows, BASE_MODELS if name == RETRIEVER else (name,))
     finally:
         held.release()
         shutil.rmtree(work, ignore_errors=True)

@@ -4,7 +4,7 @@
 over rows). :class:`SequenceStream` is :class:`~relisten_spark.models.shards.ShardStream` over the
 ``train`` shards (rank-sharded, shuffled, bounded memory) yielding ``{"tokens": [b, 5, W]}``
 batches, ``W = max_len + 1``; :func:`period_batches` reads a rank's share of ``calib`` / ``eval``
-rows in order with their targets.
+rows in order with their targets. :class:`TeacherStream` yields the stage-2 teacher lists.
 """
 
 from __future__ import annotations
@@ -20,8 +20,10 @@ from relisten_spark.models import shards
 from relisten_spark.retrieval.sequences import TOKENS
 
 
-def pad_left(column: pa.Array | pa.ChunkedArray, width: int, fill: int = 0) -> np.ndarray:
-    """``[n, width]`` int32: each list's last ``width`` values, right-aligned, ``fill`` before them.
+def pad_left(
+    column: pa.Array | pa.ChunkedArray, width: int, fill: float = 0, dtype: type = np.int32
+) -> np.ndarray:
+    """``[n, width]`` ``dtype``: each list's last ``width`` values, right-aligned, ``fill`` before them.
 
     >>> pad_left(pa.array([[1, 2, 3], [4], []]), 2).tolist()
     [[2, 3], [0, 4], [0, 0]]
@@ -29,8 +31,8 @@ def pad_left(column: pa.Array | pa.ChunkedArray, width: int, fill: int = 0) -> n
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
     lengths = pc.fill_null(pc.list_value_length(column), 0).to_numpy().astype(np.int64)
-    values = column.flatten().to_numpy(zero_copy_only=False).astype(np.int32)
-    out = np.full((len(lengths), width), fill, dtype=np.int32)
+    values = column.flatten().to_numpy(zero_copy_only=False).astype(dtype)
+    out: np.ndarray = np.full((len(lengths), width), fill, dtype=dtype)
     rows = np.repeat(np.arange(len(lengths)), lengths)
     starts = np.cumsum(lengths) - lengths
     within = np.arange(len(values)) - np.repeat(starts, lengths)
@@ -84,6 +86,48 @@ class SequenceStream(shards.ShardStream):
     def _chunks(self) -> Iterator[dict[str, np.ndarray]]:
         for piece in self.slices():
             yield {"tokens": token_matrix(shards.read_slice(piece, TOKENS), self.width)}
+
+
+class TeacherStream(shards.ShardStream):
+    """Batches of one rank's share of the stage-2 teacher rows: ``{"tokens": int32 [b, 5, W],
+    "candidates": int32 [b, M] (item indices, 0 = none), "ranker": float32 [b, M]}`` (lists
+    left-padded), ``W = max_len``; shuffled for training, in order (``shuffle=False``) for the
+    held-out measure."""
+
+    def __init__(
+        self,
+        groups: Sequence[shards.RowGroup],
+        width: int,
+        list_width: int,
+        *,
+        batch_rows: int,
+        rank: int,
+        world: int,
+        seed: int,
+        shuffle: bool,
+    ) -> None:
+        super().__init__(
+            groups,
+            (*TOKENS, "candidates", "ranker"),
+            (),
+            label=None,
+            batch_rows=batch_rows,
+            rank=rank,
+            world=world,
+            seed=seed,
+            shuffle=shuffle,
+            drop_last=shuffle,  # every rank takes the same number of training steps
+        )
+        self.width, self.list_width = width, list_width
+
+    def _chunks(self) -> Iterator[dict[str, np.ndarray]]:
+        for piece in self.slices():
+            table = shards.read_slice(piece, self.categorical)
+            yield {
+                "tokens": token_matrix(table, self.width),
+                "candidates": pad_left(table.column("candidates"), self.list_width),
+                "ranker": pad_left(table.column("ranker"), self.list_width, dtype=np.float32),
+            }
 
 
 def period_batches(

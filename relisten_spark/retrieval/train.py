@@ -85,20 +85,26 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     return summary
 
 
-def _stage_log(
-    cfg: Config, run_id: str, summary: dict[str, Any], inputs: dict[str, int]
-) -> tracking.StageLog:
-    """The MLflow run of a training: its config, validation and evaluation metrics, timings,
-    input versions, and the model (PyTorch flavour, registered without a profile alias)."""
-    version = summary["version"]
-    model = tracking.ModelLog(
+def model_log(cfg: Config, version: str, parents: dict[str, str] | None = None) -> tracking.ModelLog:
+    """A retriever version as MLflow logs it: PyTorch flavour, no profile alias, its item-sequence
+    input, and the engine versions it was built from (``parents``)."""
+    return tracking.ModelLog(
         "retriever",
         "pytorch",
         lambda: load_retriever(cfg.models.root, version).model,
         version,
         "",
         tensors=[("items", "int64", cfg.retriever.max_len)],
+        parents=parents or {},
     )
+
+
+def _stage_log(
+    cfg: Config, run_id: str, summary: dict[str, Any], inputs: dict[str, int]
+) -> tracking.StageLog:
+    """The MLflow run of a training: its config, validation and evaluation metrics, timings,
+    input versions, and the model (PyTorch flavour, registered without a profile alias)."""
+    model = model_log(cfg, summary["version"])
     metrics = {k: summary[k] for k in SUMMARY_KEYS if k != "version"}
     return tracking.StageLog(
         STAGE,

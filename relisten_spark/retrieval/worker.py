@@ -17,23 +17,31 @@ kept. Rank 0 saves the model, its item table and vocab in the registry.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
-from datetime import timedelta
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from relisten_spark.models import registry
-from relisten_spark.models.ddp.worker import peak_rss_mb, rank_device, run_rank
+from relisten_spark.models.ddp.worker import (
+    History,
+    backend,
+    epoch_totals,
+    join_group,
+    rank_device,
+    run_rank,
+    share_result,
+    wrap,
+)
 from relisten_spark.retrieval import losses
 from relisten_spark.retrieval.job import RetrieverJob
 from relisten_spark.retrieval.model import Retriever
@@ -55,29 +63,6 @@ def retriever_worker(job: RetrieverJob) -> str:
 
 
 @dataclass
-class _History:
-    """Per-epoch entries, the best validation NDCG@10 so far and its weights, totals."""
-
-    patience: int
-    epochs: list[dict[str, float]] = field(default_factory=list)
-    best: float = -math.inf
-    best_epoch: int = -1
-    best_state: dict[str, torch.Tensor] | None = None
-    waited: int = 0
-    sequences: int = 0
-    train_s: float = 0.0
-
-    def stop_after(self, epoch: int, ndcg: float, model: Retriever) -> bool:
-        """Record ``epoch``'s NDCG@10 (keeping the best weights); True when training should stop."""
-        if ndcg > self.best:
-            self.best, self.best_epoch, self.waited = ndcg, epoch, 0
-            self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            return False
-        self.waited += 1
-        return bool(self.patience) and self.waited >= self.patience
-
-
-@dataclass
 class _Training:
     model: Retriever
     ddp: DistributedDataParallel
@@ -90,9 +75,7 @@ class _Training:
 def _setup(job: RetrieverJob, rank: int, world: int, device: torch.device) -> _Training:
     torch.manual_seed(job.seed)  # the same initial weights on every rank
     model = Retriever(job.hyper, torch.from_numpy(job.item_meta)).to(device)
-    ddp = DistributedDataParallel(
-        model, device_ids=[device.index] if device.type == "cuda" else None, forward_sync_buffers=False
-    )
+    ddp = wrap(model, device, forward_sync_buffers=False)
     torch.manual_seed(job.seed + 1 + rank)  # dropout masks differ between ranks
     p = job.params
     optimizer: torch.optim.Optimizer
@@ -109,10 +92,19 @@ def _setup(job: RetrieverJob, rank: int, world: int, device: torch.device) -> _T
         seed=job.seed,
         shuffle_buffer_rows=job.shuffle_buffer_rows,
     )
-    counts = torch.from_numpy(job.item_counts).double()
+    return _Training(
+        model, ddp, optimizer, train, *negative_sampling(job.item_counts, job.seed, rank, device)
+    )
+
+
+def negative_sampling(
+    item_counts: np.ndarray, seed: int, rank: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Generator]:
+    """The item frequencies ``[n + 1]`` (sum 1) of ``item_counts`` on ``device`` and this rank's
+    seeded generator of uniform negatives (CPU)."""
+    counts = torch.from_numpy(item_counts).double()
     frequency = (counts / counts.sum().clamp(min=1)).to(device)
-    generator = torch.Generator().manual_seed(job.seed * 1009 + rank)
-    return _Training(model, ddp, optimizer, train, frequency, generator)
+    return frequency, torch.Generator().manual_seed(seed * 1009 + rank)
 
 
 def _step_loss(t: _Training, job: RetrieverJob, tokens: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -129,7 +121,7 @@ def _step_loss(t: _Training, job: RetrieverJob, tokens: torch.Tensor) -> tuple[t
             positives, job.hyper.n_items, p.uniform_negatives, t.frequency, t.generator
         )
         candidates = negatives.items
-    hidden, vectors = t.ddp(*inputs.unbind(1), candidates)
+    hidden, vectors = t.ddp(*inputs.unbind(1), candidates=candidates)
     loss = losses.next_item_loss(
         p.loss, hidden[valid], positives, candidates, vectors, negatives, t.frequency, p.temperature
     )
@@ -155,11 +147,8 @@ def _train_epoch(t: _Training, job: RetrieverJob, device: torch.device) -> tuple
 
 def _all_ranks(values: tuple[float, float, float, float], device: torch.device) -> tuple[float, ...]:
     """The epoch over all ranks: the first three summed, the seconds of the slowest."""
-    sums = torch.tensor(values[:3], dtype=torch.float64, device=device)
-    dist.all_reduce(sums)
-    slowest = torch.tensor([values[3]], dtype=torch.float64, device=device)
-    dist.all_reduce(slowest, op=dist.ReduceOp.MAX)
-    return (*sums.tolist(), float(slowest.item()))
+    sums, slowest = epoch_totals(list(values[:3]), values[3], device)
+    return (*sums, slowest)
 
 
 def ranking_sums(scores: torch.Tensor, targets: torch.Tensor, k: int) -> torch.Tensor:
@@ -207,13 +196,10 @@ def validate(
 def _train(job: RetrieverJob, rank: int, state: dict[str, str]) -> str:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     device = rank_device(job.threads, job.use_gpu)
-    state["stage"] = "joining the process group"
-    dist.init_process_group(
-        backend="nccl" if job.use_gpu else "gloo", timeout=timedelta(seconds=job.timeout_s)
-    )
+    join_group(job.use_gpu, job.timeout_s, state)
     started = time.perf_counter()
     t = _setup(job, rank, world, device)
-    history = _History(job.params.patience)
+    history = History(job.params.patience)
     for epoch in range(job.params.epochs):
         state["stage"] = f"training epoch {epoch}"
         t.train.set_epoch(epoch)
@@ -223,7 +209,7 @@ def _train(job: RetrieverJob, rank: int, state: dict[str, str]) -> str:
         rate = sequences / seconds if seconds > 0 else float("nan")
         entry = {"epoch": epoch, "loss": loss_sum / max(positions, 1), **val, "sequences_per_s": rate}
         history.epochs.append({**entry, "seconds": seconds})
-        history.sequences += int(sequences)
+        history.rows += int(sequences)
         history.train_s += seconds
         if rank == 0:
             log.info(
@@ -240,57 +226,46 @@ def _train(job: RetrieverJob, rank: int, state: dict[str, str]) -> str:
             )
         if history.stop_after(epoch, val[f"ndcg@{K}"], t.model):
             break
-    if history.best_state is not None:
-        t.model.load_state_dict(history.best_state)
-    peak_mb = peak_rss_mb(device)
+    history.finish(t.model, started, world, device)
     result: dict[str, Any] = {}
     if rank == 0:
         state["stage"] = "saving the model"
-        result = _register(job, t.model, history, time.perf_counter() - started, world, peak_mb, device)
-    state["stage"] = "sharing the result"
-    shared = [json.dumps(result) if rank == 0 else None]
-    dist.broadcast_object_list(shared, src=0)  # every rank returns rank 0's text (see launch)
-    return str(shared[0])
+        result = _register(job, t.model, history, device)
+    return share_result(result, rank, state)
 
 
-def _register(
-    job: RetrieverJob,
-    model: Retriever,
-    history: _History,
-    seconds: float,
-    world: int,
-    peak_mb: float,
-    device: torch.device,
-) -> dict[str, Any]:
+def _register(job: RetrieverJob, model: Retriever, history: History, device: torch.device) -> dict[str, Any]:
     """Save the model in the registry (rank 0); its version and metrics without the history."""
-    rate = history.sequences / history.train_s if history.train_s > 0 else float("nan")
     metrics = {
         f"val_ndcg@{K}": history.best,
         f"val_hr@{K}": history.epochs[history.best_epoch][f"hr@{K}"],
-        "best_epoch": history.best_epoch,
-        "epochs_run": len(history.epochs),
-        "history": history.epochs,
-        "train_seconds": seconds,
+        **history.totals("sequences"),
         "seconds_per_epoch": history.train_s / max(len(history.epochs), 1),
-        "sequences_per_s": rate,
-        "sequences_per_s_per_process": rate / world,
-        "world_size": world,
-        "peak_rss_mb_per_process": peak_mb,
     }
     metadata = {
         **job.metadata,
         "model": RETRIEVER,
+        "stage": 1,
         "hyper": job.hyper.to_dict(),
         "train_params": asdict(job.params),
         "metrics": metrics,
-        "backend": "nccl" if device.type == "cuda" else "gloo",
+        "backend": backend(device.type == "cuda"),
     }
+    items = SequenceSet.load(job.sequences).items
+    version = save_retriever(job.models_root, model, items, Path(job.sequences) / VOCAB_FILE, metadata)
+    return {"version": version, **{k: v for k, v in metrics.items() if k != "history"}}
+
+
+def save_retriever(
+    models_root: str, model: Retriever, items: str | Path, vocab: str | Path, metadata: dict[str, Any]
+) -> str:
+    """A new version ``models/retriever/<version>/``: ``retriever.pt`` (architecture and weights of
+    ``model``), the item table folder ``items`` and the ``vocab`` file copied; its version."""
     state = {k: v.cpu() for k, v in model.state_dict().items()}
 
     def write(folder: Path) -> None:
-        torch.save({"hyper": job.hyper.to_dict(), "state_dict": state}, folder / RETRIEVER_MODEL_FILE)
-        shutil.copytree(SequenceSet.load(job.sequences).items, folder / ITEMS_FOLDER)
-        shutil.copy(Path(job.sequences) / VOCAB_FILE, folder / VOCAB_FILE)
+        torch.save({"hyper": model.hyper.to_dict(), "state_dict": state}, folder / RETRIEVER_MODEL_FILE)
+        shutil.copytree(items, folder / ITEMS_FOLDER)
+        shutil.copy(vocab, folder / VOCAB_FILE)
 
-    version = registry.save_model(job.models_root, RETRIEVER, write, metadata)
-    return {"version": version, **{k: v for k, v in metrics.items() if k != "history"}}
+    return registry.save_model(models_root, RETRIEVER, write, metadata)

@@ -56,6 +56,7 @@ from pyspark.sql.types import DoubleType, StructField, StructType
 from relisten_spark import runtime
 from relisten_spark.errors import InputError
 from relisten_spark.models import registry
+from relisten_spark.models.gbdt.compiled import COMPILED_DIR, Predictor, load_predictor
 from relisten_spark.runtime import LIGHTGBM, LIGHTGBM_MODEL_FILE, LOGIT_EPS, NET_NAMES, STACK, spark_conf
 from relisten_spark.scoring import attribution
 from relisten_spark.scoring.levers import Levers, greedy_positions
@@ -101,6 +102,7 @@ class Ensemble:
     lgb_features: tuple[str, ...]
     net_inputs: dict[str, tuple[str, ...]] = field(default_factory=dict)
     reasons: str = "path"  # "path" contributions (attribution.py) or LightGBM's TreeSHAP "shap"
+    compiled_gbdt: bool = True  # LightGBM scored compiled (models/gbdt/compiled.py), else Booster.predict
 
     @property
     def versions(self) -> dict[str, str]:
@@ -131,9 +133,12 @@ def lever_columns(rules: Mapping[str, SurfaceRule]) -> list[str]:
     return list(dict.fromkeys(c for r in rules.values() for c in r.levers.columns()))
 
 
-def load_ensemble(models_root: str, profile: str, reasons: str = "path") -> Ensemble:
+def load_ensemble(
+    models_root: str, profile: str, reasons: str = "path", compiled_gbdt: bool = True
+) -> Ensemble:
     """The latest stack of ``profile`` and the base-model versions it was fit on; ``reasons``
-    the contributions the reasons come from (``scoring.reasons``).
+    the contributions the reasons come from (``scoring.reasons``); ``compiled_gbdt`` whether
+    LightGBM scores compiled (``scoring.compiled_gbdt``).
 
     Raises :class:`InputError` when no stack is trained on ``profile``, when a base version is
     gone from the registry, or when the stack has no LightGBM (the reasons come from LightGBM).
@@ -160,6 +165,7 @@ def load_ensemble(models_root: str, profile: str, reasons: str = "path") -> Ense
         lgb_features=tuple(features),
         net_inputs=net_inputs,
         reasons=reasons,
+        compiled_gbdt=compiled_gbdt,
     )
 
 
@@ -222,6 +228,18 @@ def _paths(ref: ModelRef) -> attribution.PathContributions:
     )
 
 
+def _lgb_predictor(ref: ModelRef, compiled: bool) -> Predictor:
+    """LightGBM's predictor of ``ref`` (compiled, :mod:`~relisten_spark.models.gbdt.compiled`,
+    unless ``compiled`` is false), built once per Python worker."""
+    folder = Path(ref.folder)
+    return runtime.MODELS.get(
+        (f"{ref.name}:predictor", ref.version, compiled),
+        lambda: load_predictor(
+            folder / LIGHTGBM_MODEL_FILE, folder.parent / COMPILED_DIR, _cached(ref), compiled
+        ),
+    )
+
+
 def _logit_from_probability(p: np.ndarray) -> np.ndarray:
     clipped = np.clip(p, LOGIT_EPS, 1 - LOGIT_EPS)
     return np.log(clipped / (1 - clipped))
@@ -239,10 +257,10 @@ def base_logits(ens: Ensemble, table: pa.Table, lgb_x: np.ndarray) -> dict[str, 
     """Each base model's logit for the rows of ``table`` (``lgb_x``: LightGBM's matrix of them)."""
     out: dict[str, np.ndarray] = {}
     for ref in ens.models:
-        model = _cached(ref)
         if ref.name == LIGHTGBM:
-            prob = model.predict(lgb_x, num_threads=1)
+            prob = _lgb_predictor(ref, ens.compiled_gbdt).predict(lgb_x)
         else:
+            model = _cached(ref)
             from relisten_spark.models import nets, shards
 
             cat, num = shards.to_arrays(table, model.inputs.categorical_names, model.inputs.numeric_names)

@@ -278,7 +278,9 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     run_id = new_run_id("score")
     run_date = resolve_run_date(cfg)
     surfaces.check_surfaces(cfg.scoring)
-    ensemble = rank.load_ensemble(cfg.models.root, cfg.scoring.profile, cfg.scoring.reasons)
+    ensemble = rank.load_ensemble(
+        cfg.models.root, cfg.scoring.profile, cfg.scoring.reasons, cfg.scoring.compiled_gbdt
+    )
     out = recs_stage(spark, cfg, run_id, run_date)  # its writes conflict with a later run's
     input_versions = _input_versions(cfg)
     frames = read_bronze(spark, cfg, {n: input_versions[f"bronze.{n}"] for n in BRONZE_TABLES})

@@ -121,28 +121,25 @@ def candidate_pool(
     if surface.exclude_heard:
         fill = fill.join(heard, ["msno", "song_id"], "left_anti")
     fill = fill.join(near.select("msno", "song_id"), ["msno", "song_id"], "left_anti")
-    both = near.select(
-        "msno",
-        "song_id",
-        "artist_key",
-        F.lit("nearest").alias("source"),
-        F.lit(0).alias("_prio"),
-        F.col("factor_rank").alias("_r"),
-    ).unionByName(
-        fill.select(
-            "msno",
-            "song_id",
-            "artist_key",
-            F.lit("popular").alias("source"),
-            F.lit(1).alias("_prio"),
-            F.col("pop_rank").alias("_r"),
-        )
-    )
+    both = _ranked(near, "nearest", 0, "factor_rank").unionByName(_ranked(fill, "popular", 1, "pop_rank"))
     order = Window.partitionBy("msno").orderBy("_prio", "_r", "song_id")
     return (
         both.withColumn("cand_rank", F.row_number().over(order))
         .where(F.col("cand_rank") <= k)
         .select(*POOL_COLUMNS)
+    )
+
+
+def _ranked(pool: DataFrame, source: str, priority: int, rank_col: str) -> DataFrame:
+    """``[msno, song_id, artist_key, source, _prio, _r]``: one source's songs of the pool, their
+    rank in it as ``_r`` (the pool's order: ``_prio``, then ``_r``)."""
+    return pool.select(
+        "msno",
+        "song_id",
+        "artist_key",
+        F.lit(source).alias("source"),
+        F.lit(priority).alias("_prio"),
+        F.col(rank_col).alias("_r"),
     )
 
 

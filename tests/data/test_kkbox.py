@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import KKBOX_SAMPLE
+from conftest import KKBOX_HEADERS, KKBOX_SAMPLE
 from deltalake import DeltaTable
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
@@ -20,11 +20,7 @@ from relisten_spark.runs import RunFlags, using_flags
 
 pytestmark = pytest.mark.spark
 
-TRAIN_HEADER = "msno,song_id,source_system_tab,source_screen_name,source_type,target"
-TEST_HEADER = "id,msno,song_id,source_system_tab,source_screen_name,source_type"
-MEMBERS_HEADER = "msno,city,bd,gender,registered_via,registration_init_time,expiration_date"
-SONGS_HEADER = "song_id,song_length,genre_ids,artist_name,composer,lyricist,language"
-EXTRA_HEADER = "song_id,name,isrc"
+TRAIN_HEADER, TEST_HEADER, MEMBERS_HEADER, SONGS_HEADER, EXTRA_HEADER = KKBOX_HEADERS.values()
 
 
 def _lines(*lines: str, eol: str = "\n", last_eol: bool = True) -> str:
@@ -226,13 +222,7 @@ def test_quarantine_keeps_the_rest_and_reruns_are_idempotent(spark, tmp_lake: Co
 
     summary = kkbox.run(spark, tmp_lake)
 
-    assert summary["quarantined"] == {
-        "train.csv": 0,
-        "test.csv": 0,
-        "members.csv": 3,
-        "songs.csv": 0,
-        "song_extra_info.csv": 0,
-    }
+    assert summary["quarantined"] == {**dict.fromkeys(KKBOX_HEADERS, 0), "members.csv": 3}
     assert summary["rows"]["members"] == 3
     quarantine = [
         ("members.csv", 3, "u2,1,abc,male,7,20110820,20170920", "bd is not an integer: 'abc'"),

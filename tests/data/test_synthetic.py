@@ -9,21 +9,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import KKBOX_SAMPLE
+from conftest import KKBOX_HEADERS, KKBOX_SAMPLE
 from sklearn.metrics import roc_auc_score
 
 from relisten_spark.config import load_config
 from relisten_spark.data.synthetic.generator import generate, run
 from relisten_spark.errors import ConfigError
 
-HEADERS = {
-    "train.csv": "msno,song_id,source_system_tab,source_screen_name,source_type,target",
-    "test.csv": "id,msno,song_id,source_system_tab,source_screen_name,source_type",
-    "members.csv": "msno,city,bd,gender,registered_via,registration_init_time,expiration_date",
-    "songs.csv": "song_id,song_length,genre_ids,artist_name,composer,lyricist,language",
-    "song_extra_info.csv": "song_id,name,isrc",
-}
-KKBOX_FILES = tuple(HEADERS)
+KKBOX_FILES = tuple(KKBOX_HEADERS)
 
 
 def _read(path: Path) -> pd.DataFrame:
@@ -45,13 +38,13 @@ def frames(data: Path) -> dict[str, pd.DataFrame]:
 
 @pytest.mark.parametrize("name", KKBOX_FILES)
 def test_header_is_kkbox_header(data: Path, name: str) -> None:
-    assert (data / name).open(encoding="utf-8").readline().rstrip("\n") == HEADERS[name]
+    assert (data / name).open(encoding="utf-8").readline().rstrip("\n") == KKBOX_HEADERS[name]
 
 
 @pytest.mark.skipif(not KKBOX_SAMPLE.is_dir(), reason="KKBOX sample not present")
 @pytest.mark.parametrize("name", KKBOX_FILES)
 def test_headers_match_the_real_kkbox_sample(name: str) -> None:
-    assert (KKBOX_SAMPLE / name).open(encoding="utf-8").readline().rstrip("\n") == HEADERS[name]
+    assert (KKBOX_SAMPLE / name).open(encoding="utf-8").readline().rstrip("\n") == KKBOX_HEADERS[name]
 
 
 @pytest.mark.parametrize("name", [*KKBOX_FILES, "truth.csv"])

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from pyspark.sql import functions as F
+from stand_in_models import register_stack
 
 from relisten_spark import lake, schemas
 from relisten_spark.evaluation import backtest
@@ -116,27 +117,13 @@ def _register(models_root: str, features: list[str]) -> None:
     import lightgbm as lgb
     import numpy as np
 
-    from relisten_spark.models import registry
-
     rng = np.random.default_rng(0)
     x = rng.normal(size=(300, len(features)))
     x[:, 0] = rng.uniform(0, 4, size=300)  # the first feature: log1p of the song's plays so far
     y = (x[:, 0] + rng.normal(scale=0.7, size=300) > 2).astype(int)
     params = {"objective": "binary", "num_leaves": 5, "min_data_in_leaf": 5, "verbose": -1}
     booster = lgb.train(params, lgb.Dataset(x, y, feature_name=features), num_boost_round=8)
-    version = registry.save_model(
-        models_root,
-        "lightgbm",
-        lambda f: booster.save_model(str(f / "model.txt")),
-        {"features": features, "profile": "serving"},
-    )
-    meta = {
-        "profile": "serving",
-        "base_models": {"lightgbm": version},
-        "weights": {"lightgbm": 1.0},
-        "intercept": 0.0,
-    }
-    registry.save_model(models_root, "stack", lambda f: (f / "stack.json").write_text("{}"), meta)
+    register_stack(models_root, booster, features)
 
 
 def _lists(spark, cfg) -> list[tuple]:
@@ -150,7 +137,7 @@ def _lists(spark, cfg) -> list[tuple]:
     users = backtest.eval_events(frames.events, cfg).select("msno").distinct()
     held = Held()
     try:
-        scored = backtest.backtest_lists(spark, cfg, frames, cutoff, users, held)
+        scored = backtest.score_as_of(spark, cfg, frames, cutoff, users, held)
         lists = backtest.pick_lists(scored, backtest.setting_rules(cfg)).collect()
     finally:
         held.release()

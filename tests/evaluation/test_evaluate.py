@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
+from reference_metrics import sklearn_metrics
 from sklearn import metrics as skm
 
 from relisten_spark import lake
@@ -16,21 +16,13 @@ from relisten_spark.evaluation import evaluate
 from relisten_spark.metrics import METRIC_NAMES
 from relisten_spark.models.baseline import popularity_scores
 from relisten_spark.models.feature_inputs import features_path
-from relisten_spark.predictions import read_predictions, write_predictions
+from relisten_spark.predictions import PREDICTION_KEYS, read_predictions, write_predictions
 from relisten_spark.splits import assign_eval_split
 
 pytestmark = pytest.mark.spark
 
-PRED_SCHEMA = T.StructType(
-    [
-        T.StructField("idx", T.LongType()),
-        T.StructField("msno", T.StringType()),
-        T.StructField("song_id", T.StringType()),
-        T.StructField("eval_split", T.StringType()),
-        T.StructField("split_mode", T.StringType()),
-        T.StructField("target", T.IntegerType()),
-        T.StructField("score", T.DoubleType()),
-    ]
+PRED_SCHEMA = (
+    "idx long, msno string, song_id string, eval_split string, split_mode string, target int, score double"
 )
 N_TRAIN, N_TEST = 40, 5
 RNG = np.random.default_rng(11)
@@ -65,16 +57,9 @@ def _expected() -> dict[tuple, float]:
     for (model, profile, mode), score in MODELS.items():
         for part in ("calib", "eval"):
             rows = [i for i in range(N_TRAIN) if SPLIT[i] == part]
-            y, s = TARGET[rows], np.array([score(i) for i in rows])
-            pred = (s >= 0.5).astype(int)
+            y = TARGET[rows]
             values = {
-                "roc_auc": skm.roc_auc_score(y, s),
-                "pr_auc": skm.average_precision_score(y, s),
-                "logloss": skm.log_loss(y, s),
-                "accuracy": skm.accuracy_score(y, pred),
-                "precision": skm.precision_score(y, pred, zero_division=0),
-                "recall": skm.recall_score(y, pred, zero_division=0),
-                "f1": skm.f1_score(y, pred, zero_division=0),
+                **sklearn_metrics(y, [score(i) for i in rows]),
                 "oracle_roc_auc": skm.roc_auc_score(y, P_TRUE[rows]),
             }
             out.update({(model, profile, part, metric, mode): v for metric, v in values.items()})
@@ -145,13 +130,7 @@ def test_evaluate_trains_the_baseline_beside_any_model(spark, tmp_lake):
     _features(spark, tmp_lake)
     split = assign_eval_split(lake.read(spark, features_path(tmp_lake)), tmp_lake.evaluation)
     jenn = split.where("eval_split != 'fit'").select(
-        "idx",
-        "msno",
-        "song_id",
-        "eval_split",
-        "split_mode",
-        "target",
-        (F.col("idx") % 10 / 10 + 0.05).alias("score"),
+        *PREDICTION_KEYS, (F.col("idx") % 10 / 10 + 0.05).alias("score")
     )
     write_predictions(spark, tmp_lake, jenn, "jenn", "v1", "serving", "r1")
 

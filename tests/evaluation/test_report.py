@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from plotly.offline import get_plotlyjs
+from stand_in_models import register_stack
 
 from relisten_spark import lake, schemas
 from relisten_spark.evaluation import importance, report, uncertainty
@@ -164,17 +165,7 @@ def test_permutation_importance_finds_the_family_that_drives_the_target(spark, t
     x = np.column_stack([signal, noise])
     params = {"objective": "binary", "verbose": -1, "num_leaves": 7, "seed": 0}
     booster = lgb.train(params, lgb.Dataset(x, target, feature_name=names), 20)
-    root = Path(tmp_lake.models.root)
-    version = registry.save_model(
-        root, "lightgbm", lambda f: booster.save_model(str(f / "model.txt")), {"features": names}
-    )
-    meta = {
-        "profile": "serving",
-        "base_models": {"lightgbm": version},
-        "weights": {"lightgbm": 1.0},
-        "intercept": 0.0,
-    }
-    registry.save_model(root, "stack", lambda f: (f / "stack.json").write_text("{}"), meta)
+    register_stack(tmp_lake.models.root, booster, names)
 
     got = importance.permutation_importance(spark, tmp_lake, "serving").set_index(["model", "label"])["drop"]
 

@@ -4,23 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from pyspark.sql import types as T
 from sklearn.linear_model import LogisticRegression
 
 from relisten_spark.models.baseline import calibration, popularity_scores, song_plays
 
 pytestmark = pytest.mark.spark
 
-SCHEMA = T.StructType(
-    [
-        T.StructField("idx", T.LongType()),
-        T.StructField("msno", T.StringType()),
-        T.StructField("song_id", T.StringType()),
-        T.StructField("target", T.IntegerType()),
-        T.StructField("eval_split", T.StringType()),
-        T.StructField("split_mode", T.StringType()),
-    ]
-)
+SCHEMA = "idx long, msno string, song_id string, target int, eval_split string, split_mode string"
 FIT = [
     ("s1", 1),
     ("s1", 1),

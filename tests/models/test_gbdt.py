@@ -25,7 +25,7 @@ from relisten_spark.evaluation import evaluate
 from relisten_spark.models import presets, registry
 from relisten_spark.models.feature_inputs import features_path, manifest_path
 from relisten_spark.models.gbdt import barrier, stage
-from relisten_spark.models.gbdt.inputs import lightgbm_params
+from relisten_spark.models.gbdt.inputs import TrainRows, lightgbm_params
 from relisten_spark.predictions import read_predictions
 from relisten_spark.splits import assign_eval_split
 
@@ -208,7 +208,7 @@ def test_barrier_matches_single_process_lightgbm(spark, lake_cfg):
     fit, _, split = _fit_and_eval(spark, lake_cfg)
     settings = presets.resolve(lake_cfg.gbdt)
     categorical = ["source", "city"]
-    out = barrier.train_barrier(spark, fit, None, FULL, categorical, settings, num_tasks=2)
+    out = barrier.train_barrier(spark, TrainRows(fit, None, FULL, categorical), settings, num_tasks=2)
     assert [r["rank"] for r in out.ranks] == [0, 1]
     assert all(r["machines"] == 2 for r in out.ranks)
     assert sum(r["rows"] for r in out.ranks) == fit.count()
@@ -231,7 +231,7 @@ def test_barrier_matches_single_process_lightgbm(spark, lake_cfg):
 def test_early_stopping_sees_the_same_metric_on_every_rank(spark, lake_cfg):
     fit, calib, _ = _fit_and_eval(spark, lake_cfg)
     cfg = GbdtConfig(num_boost_round=400, early_stopping_rounds=5, params={"learning_rate": 0.5})
-    out = barrier.train_barrier(spark, fit, calib, FULL, [], presets.resolve(cfg), num_tasks=2)
+    out = barrier.train_barrier(spark, TrainRows(fit, calib, FULL, []), presets.resolve(cfg), num_tasks=2)
     first, second = out.ranks
     n_calib = calib.count()
     assert first["valid_rows"] == second["valid_rows"] == n_calib  # every rank holds all calib rows
@@ -245,7 +245,7 @@ def test_an_empty_task_stays_out_of_the_network(spark, lake_cfg):
     fit, _, _ = _fit_and_eval(spark, lake_cfg)
     even = fit.where(F.col("idx") % 2 == 0)  # fit rows go to partition idx mod 2: task 1 gets none
     out = barrier.train_barrier(
-        spark, even, None, FULL, [], presets.resolve(GbdtConfig(num_boost_round=10)), 2
+        spark, TrainRows(even, None, FULL, []), presets.resolve(GbdtConfig(num_boost_round=10)), 2
     )
     assert len(out.ranks) == 1
     assert (out.ranks[0]["partition"], out.ranks[0]["machines"]) == (0, 1)
@@ -281,14 +281,18 @@ def test_a_failing_task_fails_the_job_quickly_with_its_message(spark, lake_cfg, 
     settings = presets.resolve(GbdtConfig(num_boost_round=500))
     started = time.perf_counter()
     with pytest.raises(TrainingError, match=message):
-        barrier.train_barrier(spark, fit, None, FULL, [], settings, 2, network_timeout_s=60, task_hook=hook)
+        barrier.train_barrier(
+            spark, TrainRows(fit, None, FULL, []), settings, 2, network_timeout_s=60, task_hook=hook
+        )
     assert time.perf_counter() - started < 60
 
 
 def test_more_tasks_than_slots_is_a_config_error(spark, lake_cfg):
     fit, _, _ = _fit_and_eval(spark, lake_cfg)
     with pytest.raises(ConfigError, match=r"gbdt.num_tasks=3 exceeds the 2 task slots"):
-        barrier.train_barrier(spark, fit, None, FULL, [], presets.resolve(GbdtConfig()), num_tasks=3)
+        barrier.train_barrier(
+            spark, TrainRows(fit, None, FULL, []), presets.resolve(GbdtConfig()), num_tasks=3
+        )
 
 
 # ---- the stage ------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from relisten_spark.config import GbdtConfig, load_config
 from relisten_spark.errors import ConfigError
 from relisten_spark.models import presets
 from relisten_spark.models.gbdt import stage
+from relisten_spark.models.gbdt.inputs import TrainRows
 from relisten_spark.models.synapse import SYNAPSE_PACKAGE, synapse_params, synapseml_available
 
 
@@ -80,4 +81,4 @@ def test_synapseml_backend_without_the_jar_is_a_clear_error(spark):
     with pytest.raises(
         ConfigError, match=rf"gbdt.backend=synapseml needs SynapseML's jar \({SYNAPSE_PACKAGE}\)"
     ):
-        stage.train(spark, cfg, rows, None, ["a"], [], presets.resolve(cfg.gbdt))
+        stage.train(spark, cfg, TrainRows(rows, None, ["a"], []), presets.resolve(cfg.gbdt))

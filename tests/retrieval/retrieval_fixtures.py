@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
 from relisten_spark import lake, runtime, schemas
-from relisten_spark.config import Config
-from relisten_spark.models import registry
-from relisten_spark.retrieval.model import Retriever, RetrieverHyper
+from relisten_spark.config import Config, RetrieverConfig
+from relisten_spark.retrieval.job import hyper_of
+from relisten_spark.retrieval.model import Retriever
 from relisten_spark.retrieval.sequences import VOCAB_FILE, SequenceSet
-from relisten_spark.retrieval.worker import ITEMS_FOLDER
+from relisten_spark.retrieval.worker import save_retriever
 
 DISCOVER = ("discover", None, None)
 LIBRARY = ("my library", "Local playlist more", "local-library")
@@ -69,34 +74,34 @@ def write_bronze(spark: Any, cfg: Config) -> None:
 def save_tiny_retriever(models_root: str, seqs: SequenceSet, seed: int = 0, hidden: int = 8) -> str:
     """A retriever version with seeded random weights over ``seqs``' vocabulary, saved in the
     registry the way training saves one; its version string."""
-    import shutil
-    from pathlib import Path
-
-    vocab = seqs.vocab
-    hyper = RetrieverHyper(
-        n_items=vocab.items - 1,
-        artists=vocab.artists,
-        genres=vocab.genres,
-        languages=vocab.languages,
-        sources=vocab.sources,
-        max_len=vocab.max_len,
-        hidden=hidden,
-        layers=1,
-        heads=1,
-        inner=16,
-        dropout=0.0,
-    )
+    hyper = hyper_of(RetrieverConfig(hidden=hidden, layers=1, heads=1, inner=16, dropout=0.0), seqs)
     items = pd.read_parquet(seqs.items).sort_values("item_index")
     meta = torch.as_tensor(np.stack([items[c].to_numpy() for c in ("artist", "genre", "language")], axis=1))
     torch.manual_seed(seed)
     model = Retriever(hyper, meta)
+    vocab = Path(seqs.root) / VOCAB_FILE
+    return save_retriever(models_root, model, seqs.items, vocab, {"model": runtime.RETRIEVER, "stage": 1})
 
-    def write(folder: Path) -> None:
-        torch.save(
-            {"hyper": hyper.to_dict(), "state_dict": model.state_dict()},
-            folder / runtime.RETRIEVER_MODEL_FILE,
-        )
-        shutil.copytree(seqs.items, folder / ITEMS_FOLDER)
-        shutil.copy(Path(seqs.root) / VOCAB_FILE, folder / VOCAB_FILE)
 
-    return registry.save_model(models_root, runtime.RETRIEVER, write, {"model": runtime.RETRIEVER})
+def in_process(
+    worker: Callable[[Any], str], job: Any, tag: str, monkeypatch: pytest.MonkeyPatch, port: int
+) -> dict[str, Any]:
+    """``worker(job)`` as one rank in this process (no torchrun): RANK 0 of a world of 1; its
+    result."""
+    env = {
+        "RANK": "0",
+        "WORLD_SIZE": "1",
+        "LOCAL_RANK": "0",
+        "LOCAL_WORLD_SIZE": "1",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(port),
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    job = replace(job, error_dir=f"{job.error_dir}-{tag}")
+    Path(job.error_dir).mkdir(parents=True)
+    threads = torch.get_num_threads()
+    try:
+        return dict(json.loads(worker(job)))
+    finally:
+        torch.set_num_threads(threads)

@@ -72,7 +72,7 @@ def test_source_context_feeds_the_input_side_only(model) -> None:
 
 
 def test_forward_gives_outputs_and_candidate_vectors(model) -> None:
-    hidden, vectors = model(*_tokens([3, 5, 7]), torch.tensor([2, 4]))
+    hidden, vectors = model(*_tokens([3, 5, 7]), candidates=torch.tensor([2, 4]))
     assert hidden.shape == (1, 3, 16)
     assert torch.allclose(vectors, model.item_matrix()[[2, 4]])
     with pytest.raises(ValueError, match="over max_len"):

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from retrieval_fixtures import in_process
 
 from relisten_spark.config import Config, load_config
 from relisten_spark.models import registry
@@ -120,23 +121,7 @@ def toy(tmp_path_factory: pytest.TempPathFactory) -> tuple[Config, RetrieverJob]
 
 def _in_process(job: RetrieverJob, tag: str, monkeypatch: pytest.MonkeyPatch, port: int) -> dict:
     """One rank in this process (no torchrun): RANK 0 of a world of 1."""
-    env = {
-        "RANK": "0",
-        "WORLD_SIZE": "1",
-        "LOCAL_RANK": "0",
-        "LOCAL_WORLD_SIZE": "1",
-        "MASTER_ADDR": "127.0.0.1",
-        "MASTER_PORT": str(port),
-    }
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    job = replace(job, error_dir=f"{job.error_dir}-{tag}")
-    Path(job.error_dir).mkdir(parents=True)
-    threads = torch.get_num_threads()
-    try:
-        return json.loads(retriever_worker(job))
-    finally:
-        torch.set_num_threads(threads)
+    return in_process(retriever_worker, job, tag, monkeypatch, port)
 
 
 def _state(cfg: Config, version: str) -> dict[str, torch.Tensor]:

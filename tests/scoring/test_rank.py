@@ -13,6 +13,7 @@ import pytest
 from pyspark.sql import Window
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
+from stand_in_models import register_stack
 
 from relisten_spark import runtime
 from relisten_spark.errors import InputError
@@ -36,21 +37,7 @@ def train_booster(seed: int = 0) -> lgb.Booster:
 
 def register_models(models_root: Path, booster: lgb.Booster, profile: str = "serving") -> str:
     """A LightGBM version and a stack over it (weight WEIGHT, intercept INTERCEPT)."""
-    version = registry.save_model(
-        models_root,
-        "lightgbm",
-        lambda folder: booster.save_model(str(folder / runtime.LIGHTGBM_MODEL_FILE)),
-        {"features": FEATURES, "profile": profile},
-    )
-    meta = {
-        "profile": profile,
-        "base_models": {"lightgbm": version},
-        "weights": {"lightgbm": WEIGHT},
-        "intercept": INTERCEPT,
-    }
-    return registry.save_model(
-        models_root, "stack", lambda folder: (folder / "stack.json").write_text("{}"), meta
-    )
+    return register_stack(models_root, booster, FEATURES, profile, WEIGHT, INTERCEPT)
 
 
 def candidate_frame(seed: int = 1, users: int = 5, per_user: int = 9) -> pd.DataFrame:
@@ -170,8 +157,12 @@ def test_task_side_loads_each_model_once_and_ignores_batch_boundaries(tmp_lake, 
     small, large = run(batch_size=5, arrow_rows=4), run(batch_size=10_000, arrow_rows=10_000)
     pd.testing.assert_frame_equal(small, large)
     assert loads == ["lightgbm"]
-    version = ens.versions["lightgbm"]  # the model and its path-contributions table, once each
-    assert sorted(cache.keys()) == [("lightgbm", version), ("lightgbm:paths", version)]
+    version = ens.versions["lightgbm"]  # the model, its path contributions and compiled form, once each
+    assert sorted(cache.keys()) == [
+        ("lightgbm", version),
+        ("lightgbm:paths", version),
+        ("lightgbm:predictor", version, True),
+    ]
 
 
 def test_load_ensemble_checks_the_profile_and_lightgbm(tmp_lake) -> None:

@@ -10,6 +10,7 @@ import pytest
 from deltalake import DeltaTable
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
+from stand_in_models import register_stack
 
 from relisten_spark import lake, schemas
 from relisten_spark.config import SurfaceConfig, load_config
@@ -246,22 +247,7 @@ def _train_lgb(features: list[str], seed: int = 0):
 
 
 def _register(cfg, features: list[str]) -> str:
-    from relisten_spark.models import registry
-
-    booster = _train_lgb(features)
-    version = registry.save_model(
-        cfg.models.root,
-        "lightgbm",
-        lambda f: booster.save_model(str(f / "model.txt")),
-        {"features": features, "profile": "serving"},
-    )
-    meta = {
-        "profile": "serving",
-        "base_models": {"lightgbm": version},
-        "weights": {"lightgbm": 1.0},
-        "intercept": 0.0,
-    }
-    return registry.save_model(cfg.models.root, "stack", lambda f: (f / "stack.json").write_text("{}"), meta)
+    return register_stack(cfg.models.root, _train_lgb(features), features)
 
 
 @pytest.mark.slow

@@ -30,15 +30,10 @@ class TrainParams:
     class_weights: tuple[float, float] | None
 
 
-@dataclass(frozen=True)
-class TrainJob:
-    """What every rank receives (pickled by TorchDistributor): small, no data."""
+@dataclass(frozen=True, kw_only=True)
+class RankJob:
+    """The settings every DDP job's ranks share (train-nets, the retriever's stages)."""
 
-    params: tuple[TrainParams, ...]
-    inputs: NetInputs
-    stats: Standardization
-    fit: tuple[shards.RowGroup, ...]
-    calib: tuple[shards.RowGroup, ...]
     seed: int
     shuffle_buffer_rows: int
     threads: int | None
@@ -47,6 +42,22 @@ class TrainJob:
     models_root: str
     error_dir: str  # where a failing rank leaves its error (relisten_spark.models.ddp.launch)
     metadata: dict[str, Any]
+
+
+def run_metadata(cfg: Config, run_id: str) -> dict[str, Any]:
+    """The metadata every trained version carries: its run, the config and the config's hash."""
+    return {"run_id": run_id, "config": cfg.model_dump(mode="json"), "config_hash": cfg.digest()}
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainJob(RankJob):
+    """What every rank receives (pickled by TorchDistributor): small, no data."""
+
+    params: tuple[TrainParams, ...]
+    inputs: NetInputs
+    stats: Standardization
+    fit: tuple[shards.RowGroup, ...]
+    calib: tuple[shards.RowGroup, ...]
 
 
 def train_params(cfg: NetsConfig, kind: NetKind, positive_rate: float | None = None) -> TrainParams:
@@ -97,11 +108,9 @@ def build_job(cfg: Config, prepared: PreparedInputs, run_id: str) -> TrainJob:
         models_root=str(Path(cfg.models.root).absolute()),
         error_dir=str(Path(prepared.path).parent / f"ranks-{uuid.uuid4().hex[:6]}"),
         metadata={
-            "run_id": run_id,
+            **run_metadata(cfg, run_id),
             "profile": cfg.nets.profile,
             "split_mode": cfg.evaluation.split,
-            "config": cfg.model_dump(mode="json"),
-            "config_hash": cfg.digest(),
             "features_version": prepared.features_version,
             "rows": prepared.rows,
             "positive_rate": prepared.positive_rate,

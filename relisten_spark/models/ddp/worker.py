@@ -98,20 +98,14 @@ def rank_device(threads: int | None, use_gpu: bool) -> torch.device:
 def _train_all(job: TrainJob, rank: int, state: dict[str, str]) -> str:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     device = rank_device(job.threads, job.use_gpu)
-    state["stage"] = "joining the process group"
-    dist.init_process_group(
-        backend="nccl" if job.use_gpu else "gloo", timeout=timedelta(seconds=job.timeout_s)
-    )
+    join_group(job.use_gpu, job.timeout_s, state)
     results: dict[str, dict[str, Any]] = {}
     for params in job.params:
         state["stage"] = f"training {params.kind}"
         result = _train_one(job, params, rank, world, device, state)
         if rank == 0:
             results[params.kind] = result
-    state["stage"] = "sharing the results"
-    shared = [json.dumps(results) if rank == 0 else None]
-    dist.broadcast_object_list(shared, src=0)  # every rank returns rank 0's text (see launch)
-    return str(shared[0])
+    return share_result(results, rank, state)
 
 
 # ---- one net ------------------------------------------------------------------------------------
@@ -128,24 +122,54 @@ class _Training:
 
 
 @dataclass
-class _History:
-    """Per-epoch entries, the best validation AUC so far, early-stopping patience and totals."""
+class History:
+    """A DDP training's per-epoch entries, the best validation score so far (its epoch and, when
+    ``keep_best``, its weights), early-stopping patience and totals (rows or sequences, the
+    slowest rank's training seconds, the CPU seconds). Shared by train-nets and the retriever."""
 
-    patience: int
+    patience: int  # 0 = no early stopping
+    keep_best: bool = True
     epochs: list[dict[str, float]] = field(default_factory=list)
-    best_auc: float = -math.inf
+    best: float = -math.inf
     best_epoch: int = -1
     best_state: dict[str, torch.Tensor] | None = None
     waited: int = 0
     rows: int = 0
     train_s: float = 0.0
     cpu_s: float = 0.0
+    seconds: float = 0.0  # the whole training, set by finish()
+    world: int = 1
+    peak_mb: float = 0.0
 
-    def stop_after(self, epoch: int, auc: float, model: nets.RelistenNet) -> bool:
-        """Record ``epoch``'s validation AUC; True when early stopping ends the training."""
-        if auc > self.best_auc:
-            self.best_auc, self.best_epoch, self.waited = auc, epoch, 0
-            if self.patience:
+    def finish(self, model: torch.nn.Module, started: float, world: int, device: torch.device) -> None:
+        """End of training on every rank: the best weights back in ``model``, the wall time since
+        ``started`` (perf_counter), the world size and the largest peak memory of any rank."""
+        self.restore_best(model)
+        self.seconds, self.world, self.peak_mb = time.perf_counter() - started, world, peak_rss_mb(device)
+
+    def rate(self) -> float:
+        """Rows (or sequences) per second of training over all ranks."""
+        return self.rows / self.train_s if self.train_s > 0 else float("nan")
+
+    def totals(self, unit: str) -> dict[str, Any]:
+        """The metrics every registered version reports: best epoch, epochs run, per-epoch
+        history, seconds, ``<unit>_per_s`` (all ranks and per process), world size, peak memory."""
+        return {
+            "best_epoch": self.best_epoch,
+            "epochs_run": len(self.epochs),
+            "history": self.epochs,
+            "train_seconds": self.seconds,
+            f"{unit}_per_s": self.rate(),
+            f"{unit}_per_s_per_process": self.rate() / self.world,
+            "world_size": self.world,
+            "peak_rss_mb_per_process": self.peak_mb,
+        }
+
+    def stop_after(self, epoch: int, score: float, model: torch.nn.Module) -> bool:
+        """Record ``epoch``'s validation ``score``; True when early stopping ends the training."""
+        if score > self.best:
+            self.best, self.best_epoch, self.waited = score, epoch, 0
+            if self.keep_best:
                 self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             return False
         if not self.patience:
@@ -153,11 +177,50 @@ class _History:
         self.waited += 1
         return self.waited >= self.patience
 
+    def restore_best(self, model: torch.nn.Module) -> None:
+        """Load the best epoch's weights into ``model`` (when they were kept)."""
+        if self.best_state is not None:
+            model.load_state_dict(self.best_state)
+
+
+def join_group(use_gpu: bool, timeout_s: int, state: dict[str, str]) -> None:
+    """Join the process group: NCCL on GPUs, gloo on the CPU."""
+    state["stage"] = "joining the process group"
+    dist.init_process_group(backend=backend(use_gpu), timeout=timedelta(seconds=timeout_s))
+
+
+def backend(use_gpu: bool) -> str:
+    return "nccl" if use_gpu else "gloo"
+
+
+def wrap(model: torch.nn.Module, device: torch.device, **options: Any) -> DistributedDataParallel:
+    """``model`` wrapped for DDP on ``device`` (``options`` go to DistributedDataParallel)."""
+    return DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None, **options
+    )
+
+
+def epoch_totals(sums: list[float], seconds: float, device: torch.device) -> tuple[list[float], float]:
+    """An epoch over all ranks: ``sums`` summed, ``seconds`` of the slowest rank."""
+    summed = torch.tensor(sums, dtype=torch.float64, device=device)
+    dist.all_reduce(summed)
+    slowest = torch.tensor([seconds], dtype=torch.float64, device=device)
+    dist.all_reduce(slowest, op=dist.ReduceOp.MAX)
+    return summed.tolist(), float(slowest.item())
+
+
+def share_result(result: Any, rank: int, state: dict[str, str]) -> str:
+    """Rank 0's ``result`` as JSON text, returned on every rank (see launch)."""
+    state["stage"] = "sharing the result"
+    shared = [json.dumps(result) if rank == 0 else None]
+    dist.broadcast_object_list(shared, src=0)
+    return str(shared[0])
+
 
 def _setup(job: TrainJob, p: TrainParams, rank: int, world: int, device: torch.device) -> _Training:
     torch.manual_seed(job.seed)  # the same initial weights on every rank
     model = nets.build(p.kind, job.inputs, job.stats, p.hyper).to(device)
-    ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    ddp = wrap(model, device)
     torch.manual_seed(job.seed + 1 + rank)  # dropout masks differ between ranks
     optimizer: torch.optim.Optimizer
     if p.optimizer == "adam":
@@ -217,12 +280,8 @@ def _all_ranks(
     loss_sum: torch.Tensor, rows: int, seconds: float, cpu: float, device: torch.device
 ) -> tuple[float, int, float, float]:
     """The epoch over all ranks: loss sum, rows and CPU seconds summed, seconds of the slowest."""
-    counters = torch.tensor([float(rows), cpu], dtype=torch.float64, device=device)
-    sums = torch.cat([loss_sum.reshape(1), counters])
-    dist.all_reduce(sums)
-    slowest = torch.tensor([seconds], dtype=torch.float64, device=device)
-    dist.all_reduce(slowest, op=dist.ReduceOp.MAX)
-    return float(sums[0].item()), int(sums[1].item()), float(sums[2].item()), float(slowest.item())
+    (loss, total, cpu_s), slowest = epoch_totals([float(loss_sum.item()), float(rows), cpu], seconds, device)
+    return loss, int(total), cpu_s, slowest
 
 
 def peak_rss_mb(device: torch.device) -> float:
@@ -239,7 +298,7 @@ def _train_one(
     """Train net ``p.kind``; rank 0 registers it and returns its version and metrics ({} elsewhere)."""
     started = time.perf_counter()
     t = _setup(job, p, rank, world, device)
-    history = _History(p.patience)
+    history = History(p.patience, keep_best=bool(p.patience))
     for epoch in range(p.epochs):
         state["stage"] = f"training {p.kind} epoch {epoch}"
         lr = p.lr0 * p.decay**epoch
@@ -270,37 +329,20 @@ def _train_one(
             )
         if history.stop_after(epoch, auc, t.model):
             break
-    if history.best_state is not None:
-        t.model.load_state_dict(history.best_state)
-    peak_mb = peak_rss_mb(device)
+    history.finish(t.model, started, world, device)
     if rank != 0:
         return {}
-    return _register(job, p, t.model, history, time.perf_counter() - started, world, peak_mb, device)
+    return _register(job, p, t.model, history, device)
 
 
 def _register(
-    job: TrainJob,
-    p: TrainParams,
-    model: nets.RelistenNet,
-    history: _History,
-    seconds: float,
-    world: int,
-    peak_mb: float,
-    device: torch.device,
+    job: TrainJob, p: TrainParams, model: nets.RelistenNet, history: History, device: torch.device
 ) -> dict[str, Any]:
     """Save the trained net in the registry (rank 0); its version and metrics without the history."""
-    rows_per_s = history.rows / history.train_s if history.train_s > 0 else float("nan")
     metrics = {
-        "val_auc": history.best_auc if p.patience else history.epochs[-1]["val_auc"],
-        "best_epoch": history.best_epoch,
-        "epochs_run": len(history.epochs),
-        "history": history.epochs,
-        "train_seconds": seconds,
-        "rows_per_s": rows_per_s,
-        "rows_per_s_per_process": rows_per_s / world,
+        "val_auc": history.best if p.patience else history.epochs[-1]["val_auc"],
+        **history.totals("rows"),
         "rows_per_cpu_s": history.rows / history.cpu_s if history.cpu_s > 0 else float("nan"),
-        "world_size": world,
-        "peak_rss_mb_per_process": peak_mb,
     }
     metadata = {
         **job.metadata,
@@ -309,7 +351,7 @@ def _register(
         "inputs": job.inputs.to_dict(),
         "architecture": model.describe(),
         "metrics": metrics,
-        "backend": "nccl" if device.type == "cuda" else "gloo",
+        "backend": backend(device.type == "cuda"),
     }
     cpu_model = model.to("cpu")
     version = registry.save_model(

@@ -44,7 +44,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from relisten_spark.errors import ConfigError, TrainingError
-from relisten_spark.models.gbdt.inputs import lightgbm_params, task_threads
+from relisten_spark.models.gbdt.inputs import TrainRows, lightgbm_params, task_threads
 from relisten_spark.models.gbdt.task import FAILURE, RESULT_SCHEMA, TaskHook, TaskSpec, task_fn
 from relisten_spark.models.presets import TrainSettings
 from relisten_spark.runtime import PhaseTimer
@@ -105,12 +105,15 @@ def _route_keys(spark: SparkSession, num_tasks: int) -> list[int]:
 def _partitioned(
     spark: SparkSession, fit: DataFrame, valid: DataFrame | None, features: list[str], num_tasks: int
 ) -> DataFrame:
-    """``[_part, _valid, idx, target, *features]`` in exactly ``num_tasks`` partitions.
+    """``[_part, _valid, idx, target, *features float]`` in exactly ``num_tasks`` partitions.
 
     Fit rows go to partition ``idx mod num_tasks``; each calib row is copied to every partition.
+    The features are cast to float (32 bits) before the shuffle: the tasks train on float32
+    anyway (:data:`~relisten_spark.models.gbdt.task.TRAIN_DTYPE`, the same rounding), and
+    half the bytes cross the shuffle and the Arrow stream.
     """
     cols = [F.col("idx").cast("long"), F.col("target").cast("int")] + [
-        F.col(f).cast("double").alias(f) for f in features
+        F.col(f).cast("float").alias(f) for f in features
     ]
     parts = F.pmod(F.col("idx"), F.lit(num_tasks)).cast("int")
     data = fit.select(parts.alias("_part"), F.lit(False).alias("_valid"), *cols)
@@ -162,10 +165,7 @@ def _output(rows: list[Any], seconds: float) -> TrainOutput:
 
 def train_barrier(
     spark: SparkSession,
-    fit: DataFrame,
-    valid: DataFrame | None,
-    features: list[str],
-    categorical: list[str],
+    rows: TrainRows,
     settings: TrainSettings,
     num_tasks: int,
     tree_learner: str = "data",
@@ -174,14 +174,14 @@ def train_barrier(
 ) -> TrainOutput:
     """Train LightGBM data-parallel in one barrier stage of ``num_tasks`` tasks (module docstring).
 
-    ``fit`` and ``valid`` (calib rows, for early stopping; None to train without): ``[idx long,
-    target int (0/1), *features numeric]``. ``task_hook(partition)`` runs in every task that
-    has rows right before ``lightgbm.train`` (fault injection in tests).
+    ``rows``: :class:`~relisten_spark.models.gbdt.inputs.TrainRows` (``valid`` is used only
+    when early stopping is on). ``task_hook(partition)`` runs in every task that has rows
+    right before ``lightgbm.train`` (fault injection in tests).
     """
     _check_slots(spark, num_tasks)
     spec = TaskSpec(
-        features=list(features),
-        categorical=list(categorical),
+        features=list(rows.features),
+        categorical=list(rows.categorical),
         params=lightgbm_params(settings, task_threads(spark)),
         num_boost_round=settings.num_boost_round,
         early_stopping_rounds=settings.early_stopping_rounds,
@@ -189,14 +189,14 @@ def train_barrier(
         timeout_minutes=max(1, math.ceil(network_timeout_s / 60)),
         hook=task_hook,
     )
-    use_valid = valid if settings.early_stopping_rounds > 0 else None
-    data = _partitioned(spark, fit, use_valid, spec.features, num_tasks)
+    use_valid = rows.valid if settings.early_stopping_rounds > 0 else None
+    data = _partitioned(spark, rows.fit, use_valid, spec.features, num_tasks)
     timer = PhaseTimer("lightgbm")
     try:
         with timer.phase("barrier stage"):
-            rows = data.mapInArrow(
+            records = data.mapInArrow(
                 task_fn(spec), RESULT_SCHEMA, barrier=True
             ).collect()  # model + 1 line/task
     except Exception as exc:
         raise TrainingError(f"distributed LightGBM training failed: {worker_error(exc)}") from exc
-    return _output(rows, timer.seconds["barrier stage"])
+    return _output(records, timer.seconds["barrier stage"])

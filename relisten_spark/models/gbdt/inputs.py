@@ -1,7 +1,9 @@
-"""LightGBM's inputs: the model columns the manifest chooses, threads per task, parameters."""
+"""LightGBM's inputs: the rows a backend trains on, the model columns the manifest chooses,
+threads per task, parameters."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
@@ -9,6 +11,18 @@ from pyspark.sql import DataFrame, SparkSession
 from relisten_spark.config import Config
 from relisten_spark.models.feature_inputs import manifest_rows, require_columns
 from relisten_spark.models.presets import TrainSettings
+
+
+@dataclass(frozen=True)
+class TrainRows:
+    """What LightGBM trains on, whatever the backend: ``fit`` and ``valid`` (calib rows, for
+    early stopping; None to train without) ``[idx long, target int (0/1), *features numeric]``,
+    the model columns and those of them that are categorical."""
+
+    fit: DataFrame
+    valid: DataFrame | None
+    features: list[str]
+    categorical: list[str]
 
 
 def model_columns(

@@ -6,9 +6,9 @@ import csv
 import hashlib
 import io
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
-import lightgbm as lgb
 import numpy as np
 import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
@@ -16,7 +16,9 @@ from pyspark.sql import functions as F
 
 from relisten_spark import runtime
 from relisten_spark.metrics import binary_metrics
+from relisten_spark.models.gbdt.compiled import string_predictor
 from relisten_spark.models.gbdt.inputs import task_threads
+from relisten_spark.models.gbdt.task import lightgbm_module
 
 PREDICTION_COLUMNS = ("idx", "msno", "song_id", "eval_split", "split_mode", "target")
 PREDICTION_SCHEMA = (
@@ -24,23 +26,27 @@ PREDICTION_SCHEMA = (
 )
 
 
-def predict(spark: SparkSession, rows: DataFrame, model: str, features: list[str]) -> DataFrame:
+def predict(
+    spark: SparkSession, rows: DataFrame, model: str, features: list[str], compiled_dir: Path | None = None
+) -> DataFrame:
     """Score ``rows`` with a LightGBM model string, in vectorised Arrow batches.
 
     ``rows``: ``[idx, msno, song_id, eval_split, split_mode, target, *features]``. Returns
-    :data:`PREDICTION_SCHEMA` (``score`` = predicted probability). The booster is loaded once
-    per Python worker (:data:`relisten_spark.runtime.MODELS`, keyed by the model's digest).
+    :data:`PREDICTION_SCHEMA` (``score`` = predicted probability). The model is compiled
+    (:mod:`~relisten_spark.models.gbdt.compiled`, cached in ``compiled_dir``; None: scored by
+    ``Booster.predict``) and loaded once per Python worker (:data:`relisten_spark.runtime.MODELS`,
+    keyed by the model's digest).
     """
-    key = (runtime.LIGHTGBM, "model string", hashlib.sha1(model.encode()).hexdigest())
+    key = (runtime.LIGHTGBM, "model string", hashlib.sha1(model.encode()).hexdigest(), compiled_dir)
     shared = spark.sparkContext.broadcast(model)
     keys = list(PREDICTION_COLUMNS)
     threads = task_threads(spark)
 
     def score(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        booster = runtime.MODELS.get(key, lambda: lgb.Booster(model_str=shared.value))
+        predictor = runtime.MODELS.get(key, lambda: string_predictor(shared.value, compiled_dir, threads))
         for batch in batches:
             x = np.column_stack([batch.column(f).to_numpy(zero_copy_only=False) for f in features])
-            p = booster.predict(x.astype(np.float64, copy=False), num_threads=threads) if len(x) else []
+            p = predictor.predict(x.astype(np.float64, copy=False))
             columns = [batch.column(k) for k in keys] + [pa.array(p, pa.float64())]
             yield pa.RecordBatch.from_arrays(columns, names=[*keys, "score"])
 
@@ -58,7 +64,7 @@ def predict(spark: SparkSession, rows: DataFrame, model: str, features: list[str
 
 def feature_importance(model: str) -> list[dict[str, Any]]:
     """``[{feature, gain, split}]`` of a model string, by gain descending."""
-    booster = lgb.Booster(model_str=model)
+    booster = lightgbm_module().Booster(model_str=model)
     gains = booster.feature_importance("gain")
     splits = booster.feature_importance("split")
     table = [

@@ -24,7 +24,8 @@ from relisten_spark.errors import InputError
 from relisten_spark.models import presets, registry
 from relisten_spark.models.feature_inputs import features_path, manifest_path, read_features
 from relisten_spark.models.gbdt.barrier import TrainOutput, train_barrier
-from relisten_spark.models.gbdt.inputs import lightgbm_params, model_columns, task_threads
+from relisten_spark.models.gbdt.compiled import compiled_dir
+from relisten_spark.models.gbdt.inputs import TrainRows, lightgbm_params, model_columns, task_threads
 from relisten_spark.models.gbdt.predict import feature_importance, importance_csv, predict, split_metrics
 from relisten_spark.models.presets import TrainSettings
 from relisten_spark.predictions import write_predictions
@@ -38,24 +39,13 @@ IMPORTANCE_FILE = "importance.csv"
 SPLITS = ("fit", "calib", "eval", "test")
 
 
-def train(
-    spark: SparkSession,
-    cfg: Config,
-    fit: DataFrame,
-    valid: DataFrame | None,
-    features: list[str],
-    categorical: list[str],
-    settings: TrainSettings,
-) -> TrainOutput:
+def train(spark: SparkSession, cfg: Config, rows: TrainRows, settings: TrainSettings) -> TrainOutput:
     """Train with the backend of ``gbdt.backend``; both return LightGBM's native model string."""
     gb = cfg.gbdt
     if gb.backend != "synapseml":
         return train_barrier(
             spark,
-            fit,
-            valid,
-            features,
-            categorical,
+            rows,
             settings,
             gb.num_tasks,
             gb.tree_learner,
@@ -67,10 +57,7 @@ def train(
     with timer.phase("synapseml fit"):
         model = synapse.train(
             spark,
-            fit,
-            valid,
-            features,
-            categorical,
+            rows,
             settings,
             num_tasks=gb.num_tasks,
             tree_learner=gb.tree_learner,
@@ -152,10 +139,13 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     valid = split.where(F.col("eval_split") == "calib") if early_stopping else None
 
     with timer.phase("training"):
-        output = train(spark, cfg, fit, valid, columns, categorical, settings)
+        output = train(spark, cfg, TrainRows(fit, valid, columns, categorical), settings)
     importance = feature_importance(output.model)
     holdout = split.where(F.col("eval_split").isin("calib", "eval", "test"))
-    preds = predict(spark, holdout, output.model, columns).persist()
+    # the model `score` will use is compiled here, so scoring finds it compiled; others are not
+    scored_later = cfg.scoring.compiled_gbdt and profile == cfg.scoring.profile
+    compiled = compiled_dir(cfg.models.root) if scored_later else None
+    preds = predict(spark, holdout, output.model, columns, compiled).persist()
     try:
         with timer.phase("predictions"):
             metrics = split_metrics(preds)
