@@ -18,7 +18,7 @@ from relisten_spark.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_DATE = "2026-11-23"  # what {{job.start_time.iso_date}} becomes at run time
-GPU_COMMANDS = {"train-nets", "train-retriever"}
+GPU_COMMANDS = {"train-nets", "train-retriever", "finetune-retriever"}
 
 
 def _bundle() -> dict[str, Any]:
@@ -133,6 +133,7 @@ def test_the_jobs_chain_the_stages_in_order() -> None:
         "train-stack",
         "evaluate",
         "train-retriever",
+        "finetune-retriever",
         "candidates",
     ]
     gpu = next(c for c in jobs["relisten_weekly"]["job_clusters"] if c["job_cluster_key"] == "gpu")
