@@ -69,8 +69,9 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     tracker = tracking.open_tracker(cfg)
     run_id = new_run_id(STAGE)
     timer = PhaseTimer(STAGE)
-    inputs = {f"bronze.{name}": version for name, version in bronze_versions(cfg).items()}
-    frames = read_bronze(spark, cfg)
+    versions = bronze_versions(cfg)
+    inputs = {f"bronze.{name}": version for name, version in versions.items()}
+    frames = read_bronze(spark, cfg, versions)
     cutoff = holdout_cutoff(frames.events, cfg.evaluation)
     parent = nearest.resolve_retriever(cfg.models.root, "latest", 1)
     work = Path(cfg.models.root).absolute() / WORK_FOLDER / run_id

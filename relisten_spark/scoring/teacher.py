@@ -101,9 +101,7 @@ def build_teacher(
     users = held.persist(sample_users(history, cfg))
     lists = held.persist(retriever_lists(spark, cfg, parent, history, users))
     one, surface = teacher_config(cfg)
-    stack_version = rank.load_ensemble(
-        cfg.models.root, cfg.scoring.profile, cfg.scoring.reasons
-    ).stack_version
+    stack_version = str(rank.latest_stack(cfg.models.root, cfg.scoring.profile)["version"])
     stored = lists.select("msno", "song_id", "rank")
     scored = score_as_of(spark, one, frames, cutoff, users.select("msno"), held, stored)
     ranker = scored.select("msno", "song_id", F.col("score").alias("ranker_score"))
