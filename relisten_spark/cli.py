@@ -159,8 +159,9 @@ DOCS: dict[str, CommandDoc] = {
         "Top-N lists as of the holdout cutoff against the eval period (HitRate, Recall, NDCG, MRR), "
         "beyond-accuracy measures of those lists and of the production lists, lever trade-offs.",
         "bronze, silver.features (serving), the SVD tables and silver.label_codes (serving), the models, "
-        "gold.recs_<surface> (the latest run_date)",
-        "gold.metrics (its topn:<surface>[:<setting>] rows; the other rows stay)",
+        "gold.recs_<surface> (the latest run_date), the retrievers of evaluation.funnel_sources",
+        "gold.metrics (its topn:<surface>[:<setting>] and funnel:<surface>:<source> rows; the other rows "
+        "stay)",
         f"scoring.* (surfaces.*: top_n, max_per_artist, popularity_penalty, mmr_*), evaluation.*, "
         f"models.root, {_SESSION}",
     ),

@@ -152,6 +152,12 @@ class EvaluationConfig(Section):
         0.2, gt=0, lt=1, description="share of train rows held out (half calib, half eval)"
     )
     seed: int = Field(42, description="seed of the random split")
+    funnel_sources: list[Literal["svd", "stage1", "stage2"]] = Field(
+        default_factory=list,
+        description="candidate sources the backtest also ranks from, each measured as "
+        "funnel:<surface>:<source> (svd: SVD nearest songs; stage1/stage2: the latest retriever "
+        "of that stage); empty = none",
+    )
 
 
 class GbdtConfig(Section):

@@ -33,6 +33,13 @@ Measures (``gold.metrics``, profile ``scoring.profile``, split_mode ``time``):
 
 Model names: ``topn:<surface>`` for the configured setting, ``topn:<surface>:<setting>`` for each
 setting of the trade-off (``base``, ``pop0.05``, ``mmr-genre0.3``, ...).
+
+The funnel (``evaluation.funnel_sources``): the same lists (configured setting) and split ``eval``
+measures with the ranker fed by another candidate source, each as of the cutoff, models
+``funnel:<surface>:<source>``: ``svd`` (the lists above), ``stage1`` / ``stage2`` (the latest
+retriever of that stage: its top ``scoring.candidates + scoring.candidate_margin`` songs from the
+user's last ``retriever.max_len`` events before the cutoff, heard songs left out when a surface
+leaves them out, as ``relisten candidates`` does).
 """
 
 from __future__ import annotations
@@ -45,18 +52,20 @@ from dataclasses import replace
 from typing import Any
 
 import pandas as pd
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from relisten_spark import lake, schemas
 from relisten_spark.beyond_accuracy import SongReference, list_measures, song_reference, surface_overlap
 from relisten_spark.config import Config
 from relisten_spark.errors import InputError
-from relisten_spark.features.bronze import read_bronze
+from relisten_spark.features.bronze import BronzeFrames, read_bronze
+from relisten_spark.retrieval import nearest
+from relisten_spark.retrieval.candidates import excludes_heard
 from relisten_spark.runs import new_run_id
 from relisten_spark.runtime import Held, PhaseTimer, checkpoint
 from relisten_spark.scoring import rank, score
-from relisten_spark.scoring.asof import score_as_of
+from relisten_spark.scoring.asof import retriever_lists, score_as_of
 from relisten_spark.scoring.levers import Levers
 from relisten_spark.splits import assign_eval_split, holdout_cutoff
 from relisten_spark.topn import ranking_metrics
@@ -64,6 +73,7 @@ from relisten_spark.topn import ranking_metrics
 log = logging.getLogger(__name__)
 
 PREFIX = "topn"
+FUNNEL = "funnel"
 CONFIGURED = "configured"
 # the trade-off's settings: a popularity penalty, MMR over each similarity, and both (svd_k is
 # set to features.svd_song_k by setting_rules)
@@ -81,13 +91,18 @@ def metrics_path(cfg: Config) -> str:
     return lake.table_path(cfg.lake.root, "gold", "metrics")
 
 
+def owned(model: Column) -> Column:
+    """True for the models the backtest writes (``topn:*``, ``funnel:*``)."""
+    return model.startswith(f"{PREFIX}:") | model.startswith(f"{FUNNEL}:")
+
+
 def topn_rows(spark: SparkSession, cfg: Config) -> DataFrame | None:
-    """The ``topn:*`` rows of gold.metrics, materialised (so the table can be rewritten while
-    they are kept); None without the table. ``evaluate`` carries them over."""
+    """The backtest's rows of gold.metrics (:func:`owned`), materialised (so the table can be
+    rewritten while they are kept); None without the table. ``evaluate`` carries them over."""
     path = metrics_path(cfg)
     if not lake.exists(path):
         return None
-    return checkpoint(lake.read(spark, path).where(F.col("model").startswith(f"{PREFIX}:")))
+    return checkpoint(lake.read(spark, path).where(owned(F.col("model"))))
 
 
 # ---- the lists -----------------------------------------------------------------------------
@@ -144,6 +159,44 @@ def pick_lists(
     return grouped.applyInPandas(_pick_fn(settings), LIST_SCHEMA)
 
 
+def funnel_lists(
+    spark: SparkSession,
+    cfg: Config,
+    frames: BronzeFrames,
+    cutoff: int,
+    users: DataFrame,
+    lists: DataFrame,
+    held: Held,
+) -> tuple[DataFrame | None, dict[str, str]]:
+    """``([surface, setting, msno, song_id, rank], {source: retriever version})``: the configured
+    setting's lists of ``users`` from each of ``evaluation.funnel_sources`` (module docstring),
+    ``setting`` the source; ``lists`` (:func:`pick_lists` of the SVD candidates) give ``svd``'s.
+    None when no source is configured."""
+    configured = {CONFIGURED: score.surface_rules(cfg)}
+    history = frames.events.where(F.col("idx") < cutoff)
+    k = cfg.scoring.candidates + cfg.scoring.candidate_margin
+    buckets = max(1, -(-users.count() // USERS_PER_BUCKET))
+    parts: list[DataFrame] = []
+    versions: dict[str, str] = {}
+    for source in dict.fromkeys(cfg.evaluation.funnel_sources):
+        if source == "svd":
+            part = lists.where(F.col("setting") == CONFIGURED)
+        else:
+            folder = nearest.resolve_retriever(cfg.models.root, "latest", int(source.removeprefix("stage")))
+            versions[source] = folder.name
+            top = retriever_lists(spark, cfg, folder, history, users, k, excludes_heard(cfg))
+            stored = held.persist(top.select("msno", "song_id", "rank"))
+            scored = score_as_of(spark, cfg, frames, cutoff, users, held, stored)
+            part = held.persist(pick_lists(scored, configured, buckets))
+            log.info(
+                "backtest funnel: %d list rows from %s (retriever %s)", part.count(), source, folder.name
+            )
+        parts.append(part.withColumn("setting", F.lit(source)))
+    if not parts:
+        return None, versions
+    return functools.reduce(DataFrame.unionByName, parts), versions
+
+
 # ---- the measures --------------------------------------------------------------------------
 def eval_events(events: DataFrame, cfg: Config) -> DataFrame:
     """``[msno, song_id, target]``: the train rows of the time holdout's ``eval`` part."""
@@ -188,11 +241,14 @@ def production_lists(spark: SparkSession, cfg: Config) -> DataFrame | None:
     return functools.reduce(DataFrame.unionByName, frames) if frames else None
 
 
-def metric_rows(measured: DataFrame, cfg: Config, run_id: str, split: str) -> DataFrame:
-    """gold.metrics rows (schemas.METRICS) of ``[surface, setting, metric, value]``."""
+def metric_rows(measured: DataFrame, cfg: Config, run_id: str, split: str, funnel: bool = False) -> DataFrame:
+    """gold.metrics rows (schemas.METRICS) of ``[surface, setting, metric, value]``; with
+    ``funnel`` the setting column holds the candidate source (models ``funnel:*``)."""
     model = F.when(F.col("setting") == CONFIGURED, F.concat_ws(":", F.lit(PREFIX), "surface")).otherwise(
         F.concat_ws(":", F.lit(PREFIX), "surface", "setting")
     )
+    if funnel:
+        model = F.concat_ws(":", F.lit(FUNNEL), "surface", "setting")
     values = {
         "run_id": F.lit(run_id),
         "model": model,
@@ -206,10 +262,11 @@ def metric_rows(measured: DataFrame, cfg: Config, run_id: str, split: str) -> Da
 
 
 def write_metrics(spark: SparkSession, cfg: Config, rows: DataFrame) -> int:
-    """Replace the ``topn:*`` rows of gold.metrics with ``rows``; the other rows stay."""
+    """Replace the backtest's rows of gold.metrics (:func:`owned`) with ``rows``; the other rows
+    stay."""
     path = metrics_path(cfg)
     if lake.exists(path):
-        others = lake.read(spark, path).where(~F.col("model").startswith(f"{PREFIX}:"))
+        others = lake.read(spark, path).where(~owned(F.col("model")))
         rows = rows.unionByName(checkpoint(others))
     return lake.write(spark, checkpoint(rows), path, mode="overwrite")
 
@@ -234,11 +291,16 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
             buckets = max(1, -(-n_users // USERS_PER_BUCKET))
             lists = held.persist(pick_lists(scored, setting_rules(cfg), buckets))
             n_lists = lists.count()
+        with timer.phase("funnel"):
+            funnel, funnel_versions = funnel_lists(spark, cfg, frames, cutoff, users, lists, held)
         ks = sorted({10, *[r.top_n for r in score.surface_rules(cfg).values()]})
         with timer.phase("measures"):
             past = song_reference(frames.events.where(F.col("idx") < cutoff), frames.songs)
             measured = accuracy(lists, events, ks).unionByName(beyond(lists, past))
             rows = metric_rows(measured, cfg, run_id, "eval")
+            if funnel is not None:
+                measured = accuracy(funnel, events, ks).unionByName(beyond(funnel, past))
+                rows = rows.unionByName(metric_rows(measured, cfg, run_id, "eval", funnel=True))
             production = production_lists(spark, cfg)
             if production is not None:
                 whole = song_reference(frames.events, frames.songs)
@@ -252,6 +314,7 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
         "cutoff_idx": cutoff,
         "metrics_version": version,
         "rows": {"eval_users": n_users, "list_rows": n_lists},
+        "funnel_retriever_versions": funnel_versions,
         "summary": summary(spark, cfg, run_id, ks[-1]),
         "seconds": timer.seconds,
     }
@@ -263,8 +326,8 @@ def summary(spark: SparkSession, cfg: Config, run_id: str, k: int) -> dict[str, 
     rows = (
         lake.read(spark, metrics_path(cfg))
         .where((F.col("run_id") == run_id) & F.col("metric").isin(*keep))
-        .where(F.size(F.split("model", ":")) == 2)  # the configured settings
-        .collect()  # surfaces x 2 splits x 4 rows
+        .where((F.size(F.split("model", ":")) == 2) | F.col("model").startswith(f"{FUNNEL}:"))
+        .collect()  # surfaces x (2 splits + funnel sources) x 4 rows
     )
     out: dict[str, dict[str, float]] = {}
     for r in sorted(rows, key=lambda r: (r["model"], r["split"], r["metric"])):

@@ -44,9 +44,10 @@ def html_table(headers: Sequence[str], rows: Sequence[Sequence[object]], caption
     return f"<table><caption>{html.escape(caption)}</caption><tr>{head}</tr>{body}</table>"
 
 
-def _layout(
+def layout(
     fig: go.Figure, title: str, xlabel: str, ylabel: str, left: int = 60, **extra: object
 ) -> go.Figure:
+    """``fig`` in the report's style: template, size, margins and the titles given."""
     fig.update_layout(
         title=title, xaxis_title=xlabel, yaxis_title=ylabel, template=TEMPLATE, width=WIDTH, height=HEIGHT
     )
@@ -87,7 +88,7 @@ def line_figure(
         )
     fig.update_xaxes(range=[0, 1])
     fig.update_yaxes(range=[0, 1])
-    return _layout(fig, title, xlabel, ylabel, legend={"x": 0.55, "y": 0.05})
+    return layout(fig, title, xlabel, ylabel, legend={"x": 0.55, "y": 0.05})
 
 
 def bar_figure(values: pd.DataFrame, label: str, value: str, title: str, xlabel: str) -> go.Figure:
@@ -95,9 +96,7 @@ def bar_figure(values: pd.DataFrame, label: str, value: str, title: str, xlabel:
     fig = go.Figure(go.Bar(x=values[value], y=values[label], orientation="h", marker={"color": "#1f77b4"}))
     fig.update_yaxes(autorange="reversed", automargin=True)
     height = max(HEIGHT, 60 + 22 * len(values))
-    return _layout(
-        fig, title, xlabel, "", left=_label_margin(values[label]), width=WIDTH + 160, height=height
-    )
+    return layout(fig, title, xlabel, "", left=_label_margin(values[label]), width=WIDTH + 160, height=height)
 
 
 def grouped_bar_figure(
@@ -113,7 +112,7 @@ def grouped_bar_figure(
     fig.update_layout(barmode="group")
     fig.update_yaxes(autorange="reversed", automargin=True)
     height = max(HEIGHT, 60 + 14 * len(order) * values[group].nunique())
-    return _layout(fig, title, xlabel, "", left=_label_margin(values[label]), width=2 * WIDTH, height=height)
+    return layout(fig, title, xlabel, "", left=_label_margin(values[label]), width=2 * WIDTH, height=height)
 
 
 def interval_figure(intervals: pd.DataFrame, title: str, xlabel: str) -> go.Figure:
@@ -133,4 +132,4 @@ def interval_figure(intervals: pd.DataFrame, title: str, xlabel: str) -> go.Figu
     )
     fig.update_yaxes(autorange="reversed", automargin=True)
     height = max(260, 80 + 40 * len(intervals))
-    return _layout(fig, title, xlabel, "", left=_label_margin(intervals["name"]), height=height)
+    return layout(fig, title, xlabel, "", left=_label_margin(intervals["name"]), height=height)

@@ -159,16 +159,7 @@ def tradeoff_figure(table: pd.DataFrame, x: str, xlabel: str, title: str, n: int
                 name="configured" if configured else "lever settings",
             )
         )
-    fig.update_layout(
-        title=title,
-        xaxis_title=xlabel,
-        yaxis_title=f"NDCG@{n}",
-        template=plots.TEMPLATE,
-        width=plots.WIDTH,
-        height=plots.HEIGHT,
-        margin={"l": 60, "r": 20, "t": 50, "b": 50},
-    )
-    return fig
+    return plots.layout(fig, title, xlabel, f"NDCG@{n}")
 
 
 def _reasons_text(recs: DataFrame) -> Column:

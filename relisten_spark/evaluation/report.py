@@ -5,6 +5,9 @@ Contents:
 * the recommendations section (:func:`relisten_spark.evaluation.recs_section.render_recs_section`:
   backtest and beyond-accuracy measures per surface, the levers' trade-off, sample lists with
   their reasons);
+* the retriever section (:func:`relisten_spark.evaluation.retriever_section.render_retriever_section`:
+  full-ranking quality of both retriever stages and the baselines, their agreement with the
+  ranker, the funnel of the backtest by candidate source);
 * per profile and split mode of gold.metrics (the ``eval`` rows, the ones no model was fit on):
   the eval rows' count, positive rate and ``idx`` range per model and the decision threshold of
   precision / recall / F1 (``score >= metrics.THRESHOLD``); three tables laid out like the
@@ -46,6 +49,7 @@ from relisten_spark.evaluation.backtest import PREFIX as TOPN_PREFIX
 from relisten_spark.evaluation.oracle import ORACLE_METRIC
 from relisten_spark.evaluation.plots import fmt, html_table
 from relisten_spark.evaluation.recs_section import render_recs_section
+from relisten_spark.evaluation.retriever_section import render_retriever_section
 from relisten_spark.metrics import THRESHOLD, calibration_curve, roc_curve
 from relisten_spark.predictions import predictions_path
 from relisten_spark.runtime import FELU_NET, JENN, LIGHTGBM, NET_NAMES, POPULARITY, STACK
@@ -181,7 +185,7 @@ class Extras:
     """What the report shows beside gold.metrics (each part may be empty): ROC points and
     calibration bins, the eval rows' summary (:func:`uncertainty.eval_rows`), bootstrap
     intervals per (profile, split mode), LightGBM's gain per version, permutation importance
-    per profile, and the recommendations section's HTML."""
+    per profile, and the recommendations and retriever sections' HTML."""
 
     roc: pd.DataFrame = field(default_factory=pd.DataFrame)
     calib: pd.DataFrame = field(default_factory=pd.DataFrame)
@@ -190,6 +194,7 @@ class Extras:
     gain: Mapping[str, pd.DataFrame] = field(default_factory=dict)
     permutation: dict[str, pd.DataFrame] = field(default_factory=dict)
     recs_html: str = ""
+    retriever_html: str = ""
 
 
 def load_intervals(
@@ -226,7 +231,9 @@ def load_permutation(spark: SparkSession, cfg: Config, profiles: Sequence[str]) 
 def load_extras(spark: SparkSession, cfg: Config, metrics: pd.DataFrame, run_id: str | None) -> Extras:
     """Everything :class:`Extras` holds, from gold.predictions, the registry and the lake."""
     extras = Extras(
-        gain=importance.lightgbm_gain(spark, cfg), recs_html=render_recs_section(spark, cfg, run_id)
+        gain=importance.lightgbm_gain(spark, cfg),
+        recs_html=render_recs_section(spark, cfg, run_id),
+        retriever_html=render_retriever_section(spark, cfg),
     )
     path = predictions_path(cfg)
     if lake.exists(path):
@@ -375,7 +382,7 @@ def render(metrics: pd.DataFrame, extras: Extras, title: str, notes: Sequence[st
     """The report HTML from already-collected (small) frames."""
     wide = wide_metrics(metrics)
     body = [f"<h1>{html.escape(title)}</h1>", *[f'<p class="note">{html.escape(n)}</p>' for n in notes]]
-    body.append(extras.recs_html)
+    body += [extras.recs_html, extras.retriever_html]
     sections = wide[["profile", "split_mode"]].drop_duplicates().sort_values(["profile", "split_mode"])
     body += [section_html(wide, extras, str(p), str(m)) for p, m in sections.itertuples(index=False)]
     body.append(importance_html(extras))

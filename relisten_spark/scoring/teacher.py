@@ -31,10 +31,9 @@ from relisten_spark import lake, schemas
 from relisten_spark.config import Config
 from relisten_spark.errors import InputError
 from relisten_spark.features.bronze import BronzeFrames
-from relisten_spark.retrieval import nearest
 from relisten_spark.runtime import Held, checkpoint
 from relisten_spark.scoring import rank
-from relisten_spark.scoring.asof import score_as_of
+from relisten_spark.scoring.asof import retriever_lists, score_as_of
 
 TABLE = "retriever_teacher"
 HASH_SCALE = 1_000_000
@@ -68,17 +67,6 @@ def sample_users(history: DataFrame, cfg: Config) -> DataFrame:
     return ordered.select("msno", F.when(held_out, "holdout").otherwise("train").alias("part"))
 
 
-def retriever_lists(
-    spark: SparkSession, cfg: Config, parent: Path, history: DataFrame, users: DataFrame
-) -> DataFrame:
-    """``[msno, song_id, score, rank]``: the stage-1 top M of ``users`` from ``history``."""
-    rows = history.join(users, "msno", "left_semi")
-    heard = rows.select("msno", "song_id").distinct()
-    inputs = nearest.retriever_inputs(spark, parent, rows, heard)
-    m = cfg.retriever.finetune.candidates
-    return nearest.retriever_top_k(inputs, cfg.models.root, parent.name, m, cfg.scoring.block_size)
-
-
 def teacher_config(cfg: Config) -> tuple[Config, str]:
     """``cfg`` with one surface (the first by name) and ``scoring.candidates`` = M; its name."""
     if not cfg.scoring.surfaces:
@@ -99,7 +87,8 @@ def build_teacher(
     """The teacher rows of the stage-1 version at ``parent`` as of ``cutoff`` (module doc)."""
     history = frames.events.where(F.col("idx") < cutoff)
     users = held.persist(sample_users(history, cfg))
-    lists = held.persist(retriever_lists(spark, cfg, parent, history, users))
+    m = cfg.retriever.finetune.candidates
+    lists = held.persist(retriever_lists(spark, cfg, parent, history, users, m, exclude_heard=True))
     one, surface = teacher_config(cfg)
     stack_version = str(rank.latest_stack(cfg.models.root, cfg.scoring.profile)["version"])
     stored = lists.select("msno", "song_id", "rank")

@@ -100,6 +100,19 @@ def test_topn_rows_replace_their_own_and_keep_evaluates(spark, tmp_lake) -> None
     assert [r.run_id for r in kept.collect()] == ["bt-2"]
 
 
+def test_funnel_rows_are_named_by_source_and_replaced_with_the_backtest_rows(spark, tmp_lake) -> None:
+    measured = spark.createDataFrame(
+        [("story", "stage1", "hr@1", 0.25)], "surface string, setting string, metric string, value double"
+    )
+    rows = backtest.metric_rows(measured, tmp_lake, "bt-1", "eval", funnel=True)
+    assert [(r.model, r.metric, r.value) for r in rows.collect()] == [("funnel:story:stage1", "hr@1", 0.25)]
+    backtest.write_metrics(spark, tmp_lake, rows)
+    assert [r.model for r in backtest.topn_rows(spark, tmp_lake).collect()] == ["funnel:story:stage1"]
+    backtest.write_metrics(spark, tmp_lake, rows.withColumn("model", F.lit("topn:story")))
+    got = lake.read(spark, backtest.metrics_path(tmp_lake)).collect()
+    assert [r.model for r in got] == ["topn:story"]
+
+
 def _serving_cfg(tmp_lake):
     scoring = tmp_lake.scoring.model_copy(update={"candidates": 5, "candidate_margin": 5, "top_n": 3})
     features = tmp_lake.features.model_copy(
@@ -191,6 +204,46 @@ def test_rows_after_the_cutoff_change_no_backtest_list(spark, tmp_lake) -> None:
     )
     build(changed)
     assert _lists(spark, cfg) == before
+
+
+@pytest.mark.slow
+def test_the_funnel_ranks_the_retrievers_candidates_beside_the_svd_ones(spark, tmp_lake) -> None:
+    """features (serving) + a stand-in model + a tiny stage-1 retriever; the backtest with
+    funnel_sources [svd, stage1]: svd's funnel rows repeat the configured lists' measures, stage1's
+    come from the retriever's version and its own lists."""
+    from relisten_spark.cli import run_command
+    from relisten_spark.features import manifest
+    from relisten_spark.features.catalogue import gbdt_columns
+    from relisten_spark.retrieval.sequences import write_sequences
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "retrieval"))
+    from retrieval_fixtures import save_tiny_retriever
+
+    cfg = _serving_cfg(tmp_lake)
+    cfg = cfg.model_copy(
+        update={
+            "evaluation": cfg.evaluation.model_copy(update={"funnel_sources": ["svd", "stage1"]}),
+            "retriever": cfg.retriever.model_copy(update={"max_len": 8}),
+        }
+    )
+    frames = tiny_frames(spark)
+    for name in ("events", "members", "songs", "song_extra"):
+        lake.write(spark, getattr(frames, name), lake.table_path(cfg.lake.root, "bronze", name))
+    run_command("features", cfg)
+    serving = {s.name for s in manifest.profile_specs("serving")}
+    _register(
+        cfg.models.root,
+        ["song_rec_cnt", *[c for c in gbdt_columns() if c in serving and c != "song_rec_cnt"]],
+    )
+    parent = save_tiny_retriever(cfg.models.root, write_sequences(spark, cfg, Path(cfg.models.root) / "seqs"))
+
+    ((_, summary, _),) = run_command("backtest", cfg)
+    assert summary["funnel_retriever_versions"] == {"stage1": parent}
+    rows = lake.read(spark, backtest.metrics_path(cfg)).where(F.col("split") == "eval").toPandas()
+    by_model = {m: dict(zip(part["metric"], part["value"], strict=True)) for m, part in rows.groupby("model")}
+    assert by_model["funnel:story:svd"] == pytest.approx(by_model["topn:story"], nan_ok=True)
+    assert set(by_model["funnel:story:stage1"]) == set(by_model["topn:story"])
+    assert "funnel:story:stage1/eval" in summary["summary"]
 
 
 def test_recs_section_shows_the_measures_and_the_trade_off(spark, tmp_lake) -> None:
