@@ -69,7 +69,8 @@ def block_top_k(
     best_pos = torch.empty((n_users, 0), dtype=torch.int64)
     rows, cols = exclude if exclude is not None else (np.empty(0, np.int64), np.empty(0, np.int64))
     for start in range(0, n_items, block_size):
-        block = torch.from_numpy(np.ascontiguousarray(items[start : start + block_size], dtype=np.float32))
+        # a copy: the matrix may be a read-only Arrow buffer, which torch warns about
+        block = torch.from_numpy(np.array(items[start : start + block_size], dtype=np.float32))
         scores = user_t @ block.T
         inside = (cols >= start) & (cols < start + block.shape[0])
         if inside.any():
