@@ -167,15 +167,15 @@ def funnel_lists(
     users: DataFrame,
     lists: DataFrame,
     held: Held,
+    buckets: int,
 ) -> tuple[DataFrame | None, dict[str, str]]:
     """``([surface, setting, msno, song_id, rank], {source: retriever version})``: the configured
     setting's lists of ``users`` from each of ``evaluation.funnel_sources`` (module docstring),
-    ``setting`` the source; ``lists`` (:func:`pick_lists` of the SVD candidates) give ``svd``'s.
-    None when no source is configured."""
+    ``setting`` the source; ``lists`` (:func:`pick_lists` of the SVD candidates) give ``svd``'s;
+    ``buckets`` as :func:`pick_lists`'. None when no source is configured."""
     configured = {CONFIGURED: score.surface_rules(cfg)}
     history = frames.events.where(F.col("idx") < cutoff)
     k = cfg.scoring.candidates + cfg.scoring.candidate_margin
-    buckets = max(1, -(-users.count() // USERS_PER_BUCKET))
     parts: list[DataFrame] = []
     versions: dict[str, str] = {}
     for source in dict.fromkeys(cfg.evaluation.funnel_sources):
@@ -244,11 +244,10 @@ def production_lists(spark: SparkSession, cfg: Config) -> DataFrame | None:
 def metric_rows(measured: DataFrame, cfg: Config, run_id: str, split: str, funnel: bool = False) -> DataFrame:
     """gold.metrics rows (schemas.METRICS) of ``[surface, setting, metric, value]``; with
     ``funnel`` the setting column holds the candidate source (models ``funnel:*``)."""
-    model = F.when(F.col("setting") == CONFIGURED, F.concat_ws(":", F.lit(PREFIX), "surface")).otherwise(
-        F.concat_ws(":", F.lit(PREFIX), "surface", "setting")
-    )
-    if funnel:
-        model = F.concat_ws(":", F.lit(FUNNEL), "surface", "setting")
+    prefix = F.lit(FUNNEL if funnel else PREFIX)
+    model = F.concat_ws(":", prefix, "surface", "setting")
+    if not funnel:  # the configured setting is named by its surface alone
+        model = F.when(F.col("setting") == CONFIGURED, F.concat_ws(":", prefix, "surface")).otherwise(model)
     values = {
         "run_id": F.lit(run_id),
         "model": model,
@@ -292,7 +291,7 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
             lists = held.persist(pick_lists(scored, setting_rules(cfg), buckets))
             n_lists = lists.count()
         with timer.phase("funnel"):
-            funnel, funnel_versions = funnel_lists(spark, cfg, frames, cutoff, users, lists, held)
+            funnel, funnel_versions = funnel_lists(spark, cfg, frames, cutoff, users, lists, held, buckets)
         ks = sorted({10, *[r.top_n for r in score.surface_rules(cfg).values()]})
         with timer.phase("measures"):
             past = song_reference(frames.events.where(F.col("idx") < cutoff), frames.songs)

@@ -37,6 +37,11 @@ def fmt(value: object, digits: int = 4) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else html.escape(str(value))
 
 
+def note_html(text: str) -> str:
+    """One explanatory paragraph of the report (class ``note``), ``text`` escaped."""
+    return f'<p class="note">{html.escape(text)}</p>'
+
+
 def html_table(headers: Sequence[str], rows: Sequence[Sequence[object]], caption: str) -> str:
     """A ``<table>`` with a caption, one header row and the cells formatted by :func:`fmt`."""
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)

@@ -55,10 +55,6 @@ NOTE = (
 )
 
 
-def _note(text: str) -> str:
-    return f'<p class="note">{html.escape(text)}</p>'
-
-
 def load_topn(spark: SparkSession, cfg: Config) -> pd.DataFrame:
     """``[surface, setting, split, metric, value]`` of gold.metrics' ``topn:*`` rows (a few
     hundred rows); empty without them."""
@@ -211,7 +207,7 @@ def _sample_html(spark: SparkSession, cfg: Config, names: Sequence[str]) -> str:
     for name in names:
         lists = sample_lists(spark, cfg, name, users)
         if lists.empty:
-            parts.append(_note(f"{name}: no production lists (run relisten score)."))
+            parts.append(plots.note_html(f"{name}: no production lists (run relisten score)."))
             continue
         users = sorted(lists["msno"].unique().tolist())
         for user, rows in lists.groupby("msno", sort=True):
@@ -223,6 +219,9 @@ def _sample_html(spark: SparkSession, cfg: Config, names: Sequence[str]) -> str:
     return "".join(parts)
 
 
+NO_TOPN = "No top-N measures in gold.metrics: run `relisten backtest` (after score)."
+
+
 def render_recs_section(spark: SparkSession, cfg: Config, run_id: str | None) -> str:
     """The section as an HTML fragment (plotly figures without plotly.js, which the page loads
     once). ``run_id`` (the report's evaluate run) is not a filter here: the ``topn:*`` rows are
@@ -231,9 +230,9 @@ def render_recs_section(spark: SparkSession, cfg: Config, run_id: str | None) ->
     head = "<h2>Recommendations: top-N lists per surface</h2>"
     topn = load_topn(spark, cfg)
     if topn.empty:
-        return head + _note("No top-N measures in gold.metrics: run `relisten backtest` (after score).")
+        return head + plots.note_html(NO_TOPN)
     names = [s for s in cfg.scoring.surfaces if s in set(topn["surface"])]
-    parts = [head, _note(NOTE), accuracy_table(topn, names, cfg), beyond_table(topn, names)]
+    parts = [head, plots.note_html(NOTE), accuracy_table(topn, names, cfg), beyond_table(topn, names)]
     for name in names:
         n = surfaces.surface_top_n(cfg.scoring, name)
         table = tradeoff(topn, name, n)

@@ -17,7 +17,6 @@ Only a small frame reaches the driver: models x a few dozen metric rows.
 
 from __future__ import annotations
 
-import html
 import re
 from collections.abc import Mapping, Sequence
 
@@ -88,10 +87,6 @@ NO_FUNNEL = (
 )
 
 
-def _note(text: str) -> str:
-    return f'<p class="note">{html.escape(text)}</p>'
-
-
 def load_retriever_metrics(spark: SparkSession, cfg: Config) -> pd.DataFrame:
     """``[model, metric, value, split_mode]``: gold.metrics' split ``eval`` rows of the retrieval
     models (:data:`quality.MODELS`) and of ``funnel:*``, the latest ``run_id`` per (model, metric)
@@ -133,14 +128,14 @@ def quality_table(metrics: pd.DataFrame) -> str:
     models = [m for m, _ in QUALITY_MODELS]
     wide = _wide(metrics, models, [m for m, _ in QUALITY_COLUMNS])
     if wide.empty:
-        return _note(NO_QUALITY)
+        return plots.note_html(NO_QUALITY)
     labels = dict(QUALITY_MODELS)
     rows = [[labels[str(m)], *values] for m, values in zip(wide.index, wide.to_numpy().tolist(), strict=True)]
     caption = f"Retriever quality (full ranking, eval period; split mode {_split_modes(metrics, models)})"
     table = plots.html_table(["model", *[label for _, label in QUALITY_COLUMNS]], rows, caption)
-    table += _note(QUALITY_NOTE)
+    table += plots.note_html(QUALITY_NOTE)
     if quality.STAGE2 not in wide.index:
-        table += _note(NO_STAGE2)
+        table += plots.note_html(NO_STAGE2)
     return table
 
 
@@ -173,13 +168,12 @@ def agreement_table(metrics: pd.DataFrame) -> str:
     )
     wide = _wide(metrics, [m for m, _ in STAGES], names)
     if wide.empty:
-        return _note(NO_AGREEMENT)
+        return plots.note_html(NO_AGREEMENT)
     labels = dict(STAGES)
     rows = [[labels[str(m)], *values] for m, values in zip(wide.index, wide.to_numpy().tolist(), strict=True)]
     caption = "Agreement with the ranker (held-out teacher users)"
-    return plots.html_table(["retriever", *[_agreement_label(m) for m in names]], rows, caption) + _note(
-        AGREEMENT_NOTE
-    )
+    table = plots.html_table(["retriever", *[_agreement_label(m) for m in names]], rows, caption)
+    return table + plots.note_html(AGREEMENT_NOTE)
 
 
 def funnel_table(metrics: pd.DataFrame, tops: Mapping[str, int]) -> str:
@@ -195,11 +189,10 @@ def funnel_table(metrics: pd.DataFrame, tops: Mapping[str, int]) -> str:
         for source, values in zip(sources, wide.to_numpy().tolist(), strict=True):
             rows.append([surface, SOURCES.get(source, source), n, *values])
     if not rows:
-        return _note(NO_FUNNEL)
+        return plots.note_html(NO_FUNNEL)
     headers = ["surface", "candidate source", "N", *[label for _, label in FUNNEL_COLUMNS]]
-    return plots.html_table(headers, rows, "The funnel: top-N lists by candidate source (backtest)") + _note(
-        FUNNEL_NOTE
-    )
+    table = plots.html_table(headers, rows, "The funnel: top-N lists by candidate source (backtest)")
+    return table + plots.note_html(FUNNEL_NOTE)
 
 
 def section_html(metrics: pd.DataFrame, tops: Mapping[str, int]) -> str:
