@@ -8,13 +8,22 @@
     thread each as in a scoring task, on ``--rows`` rows x ``--features`` columns (a fast-preset
     model trained on generated rows, or ``--model`` a model.txt), with the compile time and the
     largest difference between the two.
-(b) ``--part b``: seconds per 100 boosting rounds and peak memory with the thesis preset on the
+(b) ``--part b``: seconds per 100 boosting rounds and peak memory with the thesis preset
+    (``--preset thesis_exact``: the recorded parameters, without GOSS) on the
     full-scale features of a lake (``--lake``, silver.features, profile ``full``). The thesis
     reports 258 s per 100 rounds on 7.06M rows x 385 features with 4 threads and about 50 GB.
 
     python bench/gbdt.py --part a --rows 500000 --features 100
     python bench/gbdt.py --part predict --rows 200000 --features 305
+(levers) ``--part levers``: LightGBM's own speed levers one at a time on the ``full``
+    features of a lake (``--lake``), thesis preset, ``--rounds`` rounds, one ``lightgbm.train``
+    process with 2 threads, each laid over the ``thesis_exact`` preset: quantized gradients, GOSS,
+    ``max_bin``, column- or row-wise histograms, a histogram pool cap, float64 against float32
+    inputs, and the ``thesis`` preset's pair (GOSS + column-wise). Prints the seconds (binning and
+    training apart) and the eval AUC of each beside the exact preset's own.
+
     python bench/gbdt.py --part b --lake ./lakehouse --tasks 2
+    python bench/gbdt.py --part levers --lake ./lakehouse --rounds 100
 """
 
 from __future__ import annotations
@@ -51,8 +60,8 @@ from relisten_spark.session import build_session
 from relisten_spark.splits import assign_eval_split
 
 
-def _session(tasks: int, memory: str) -> SparkSession:
-    cfg = load_config(None, [f"spark.master=local[{tasks}]", f"spark.driver_memory={memory}"])
+def _session(tasks: int, memory: str, *extra: str) -> SparkSession:
+    cfg = load_config(None, [f"spark.master=local[{tasks}]", f"spark.driver_memory={memory}", *extra])
     return build_session(cfg.spark)
 
 
@@ -160,13 +169,13 @@ def part_predict(rows: int, features: int, model_file: str | None, seed: int) ->
     )
 
 
-def part_b(lake_root: str, tasks: int, rounds: int) -> None:
-    cfg = load_config(None, [f"lake.root={lake_root}", "gbdt.preset=thesis", "gbdt.profile=full"])
+def part_b(lake_root: str, tasks: int, rounds: int, preset: str) -> None:
+    cfg = load_config(None, [f"lake.root={lake_root}", f"gbdt.preset={preset}", "gbdt.profile=full"])
     path = features_path(cfg)
     if not lake.exists(path):
         print(f"(b) not measured: no silver.features at {path} (run `relisten features` at full scale first)")
         return
-    spark = _session(tasks, "8g")
+    spark = _session(tasks, "8g", "spark.conf={'spark.driver.maxResultSize': '0'}")  # eval rows come whole
     table = lake.read(spark, path, where={"profile": "full"})
     names, manifest_categorical = model_columns(spark, cfg, "full", table)
     settings = presets.resolve(cfg.gbdt.model_copy(update={"num_boost_round": rounds}))
@@ -178,33 +187,124 @@ def part_b(lake_root: str, tasks: int, rounds: int) -> None:
         out = train_barrier(spark, TrainRows(fit, None, names, categorical), settings, num_tasks=tasks)
         wall = time.perf_counter() - started
     train_s = max(r["seconds"] for r in out.ranks)
-    print(f"\n(b) {n:,} fit rows x {len(names)} features, thesis preset, {rounds} rounds, {tasks} task(s)")
+    holdout = assign_eval_split(table, cfg.evaluation).where(F.col("eval_split") == "eval")
+    eval_pdf = holdout.select("target", *names).toPandas()
+    scores = lgb.Booster(model_str=out.model).predict(eval_pdf[names].to_numpy(np.float64), num_threads=tasks)
+    auc = roc_auc_score(eval_pdf["target"].to_numpy(), scores)
+    print(f"\n(b) {n:,} fit rows x {len(names)} features, {preset} preset, {rounds} rounds, {tasks} task(s)")
     print(f"seconds per 100 rounds: {100 * train_s / rounds:.1f} (lightgbm.train in the slowest task)")
     print(f"whole barrier stage: {wall:.1f} s (reading, shuffling and converting the rows included)")
     print(f"peak memory (driver + JVM + Python workers): {memory.peak / 2**30:.1f} GiB")
+    print(f"eval AUC ({len(eval_pdf):,} rows): {auc:.5f}")
     print("thesis: 258 s per 100 rounds on 7.06M rows x 385 features, 4 threads, about 50 GB")
     spark.stop()
+
+
+GOSS = {"data_sample_strategy": "goss", "bagging_freq": 0, "bagging_fraction": 1.0}
+# (name, parameters laid over the thesis preset, input dtype); the first row is the reference
+LEVERS: list[tuple[str, dict[str, object], type]] = [
+    ("thesis_exact preset", {}, TRAIN_DTYPE),
+    ("float64 input", {}, np.float64),
+    ("use_quantized_grad", {"use_quantized_grad": True}, TRAIN_DTYPE),
+    (
+        "quantized no stochastic rounding",
+        {"use_quantized_grad": True, "stochastic_rounding": False},
+        TRAIN_DTYPE,
+    ),
+    (
+        "quantized 16 bins renew leaves",
+        {"use_quantized_grad": True, "num_grad_quant_bins": 16, "quant_train_renew_leaf": True},
+        TRAIN_DTYPE,
+    ),
+    (
+        "goss (no bagging)",
+        {"data_sample_strategy": "goss", "bagging_freq": 0, "bagging_fraction": 1.0},
+        TRAIN_DTYPE,
+    ),
+    ("max_bin 63", {"max_bin": 63}, TRAIN_DTYPE),
+    ("goss + force_col_wise = thesis", {**GOSS, "force_col_wise": True}, TRAIN_DTYPE),
+    ("force_col_wise", {"force_col_wise": True}, TRAIN_DTYPE),
+    ("force_row_wise", {"force_row_wise": True}, TRAIN_DTYPE),
+    ("histogram_pool_size 1024 MB", {"histogram_pool_size": 1024}, TRAIN_DTYPE),
+]
+
+
+def part_levers(lake_root: str, rounds: int, only: list[str] | None) -> None:
+    cfg = load_config(None, [f"lake.root={lake_root}", "gbdt.preset=thesis_exact", "gbdt.profile=full"])
+    path = features_path(cfg)
+    if not lake.exists(path):
+        print(f"(levers) not measured: no silver.features at {path} (run `relisten features` first)")
+        return
+    spark = _session(2, "8g", "spark.conf={'spark.driver.maxResultSize': '0'}")  # the rows come whole
+    table = assign_eval_split(lake.read(spark, path, where={"profile": "full"}), cfg.evaluation)
+    names, manifest_categorical = model_columns(spark, cfg, "full", table)
+    settings = presets.resolve(cfg.gbdt.model_copy(update={"num_boost_round": rounds}))
+    categorical = presets.categorical_columns(settings.categorical, names, manifest_categorical)
+    frames = {
+        split: table.where(F.col("eval_split") == split).select("idx", "target", *names).toPandas()
+        for split in ("fit", "eval")
+    }
+    spark.stop()
+    fit = frames["fit"].sort_values("idx")
+    y_fit = fit["target"].to_numpy(np.float64)
+    x_eval, y_eval = frames["eval"][names].to_numpy(np.float64), frames["eval"]["target"].to_numpy()
+    print(f"\n(levers) {len(fit):,} fit rows x {len(names)} features, {len(y_eval):,} eval rows")
+    print(f"thesis_exact preset, {rounds} rounds, lightgbm.train with 2 threads, categorical: {categorical}")
+    print(f"{'lever':30}{'binning s':>11}{'train s':>10}{'s/100 rounds':>14}{'eval AUC':>10}{'dAUC':>10}")
+    reference = None
+    for name, extra, dtype in LEVERS:
+        if only and name not in only and name != LEVERS[0][0]:
+            continue
+        params = {**lightgbm_params(settings, 2), **extra}
+        x_fit = fit[names].to_numpy(dtype)
+        started = time.perf_counter()
+        data = lgb.Dataset(
+            x_fit,
+            y_fit,
+            feature_name=names,
+            categorical_feature=categorical or "auto",
+            params=params,
+            free_raw_data=True,
+        ).construct()
+        binning = time.perf_counter() - started
+        started = time.perf_counter()
+        try:
+            booster = lgb.train(params, data, num_boost_round=rounds)
+        except lgb.basic.LightGBMError as exc:  # quantized gradients: LightGBM issue 5994
+            print(f"{name:30} failed: {str(exc).split(' at ')[0]}")
+            continue
+        train = time.perf_counter() - started
+        auc = roc_auc_score(y_eval, booster.predict(x_eval, num_threads=2))
+        reference = auc if reference is None else reference
+        total = binning + train
+        per_100 = 100 * total / rounds
+        print(f"{name:30}{binning:>11.1f}{train:>10.1f}{per_100:>14.1f}{auc:>10.5f}{auc - reference:>+10.5f}")
+        del data, booster, x_fit
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--part", choices=["a", "b", "both", "predict"], default="both")
+    parser.add_argument("--part", choices=["a", "b", "both", "predict", "levers"], default="both")
     parser.add_argument("--model", default=None, help="(predict) a LightGBM model.txt to time")
     parser.add_argument("--rows", type=int, default=500_000, help="(a) generated rows")
     parser.add_argument("--features", type=int, default=100, help="(a) generated feature columns")
     parser.add_argument("--rounds", type=int, default=100, help="boosting rounds")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--lake", default="./lakehouse", help="(b) lake root holding full-scale features")
+    parser.add_argument("--levers", default=None, help="(levers) comma-separated names to run (default all)")
+    parser.add_argument("--preset", default="thesis", choices=["thesis", "thesis_exact"], help="(b) preset")
     parser.add_argument("--tasks", type=int, default=2, help="(b) barrier tasks")
     args = parser.parse_args(argv)
     if args.part in ("a", "both"):
         part_a(args.rows, args.features, args.rounds, args.seed)
     if args.part == "predict":
         part_predict(args.rows, args.features, args.model, args.seed)
+    if args.part == "levers":
+        part_levers(args.lake, args.rounds, args.levers.split(",") if args.levers else None)
     if args.part in ("b", "both"):
-        part_b(args.lake, args.tasks, args.rounds)
+        part_b(args.lake, args.tasks, args.rounds, args.preset)
     return 0
 
 

@@ -65,7 +65,7 @@ from relisten_spark.retrieval.candidates import excludes_heard
 from relisten_spark.runs import new_run_id
 from relisten_spark.runtime import Held, PhaseTimer, checkpoint
 from relisten_spark.scoring import rank, score
-from relisten_spark.scoring.asof import retriever_lists, score_as_of
+from relisten_spark.scoring.asof import score_as_of
 from relisten_spark.scoring.levers import Levers
 from relisten_spark.splits import assign_eval_split, holdout_cutoff
 from relisten_spark.topn import ranking_metrics
@@ -175,6 +175,8 @@ def funnel_lists(
     ``buckets`` as :func:`pick_lists`'. None when no source is configured."""
     configured = {CONFIGURED: score.surface_rules(cfg)}
     history = frames.events.where(F.col("idx") < cutoff)
+    pairs = history.join(users, "msno", "left_semi").select("msno", "song_id").distinct()
+    heard = pairs if excludes_heard(cfg) else None  # the songs a surface leaves out
     k = cfg.scoring.candidates + cfg.scoring.candidate_margin
     parts: list[DataFrame] = []
     versions: dict[str, str] = {}
@@ -184,7 +186,9 @@ def funnel_lists(
         else:
             folder = nearest.resolve_retriever(cfg.models.root, "latest", int(source.removeprefix("stage")))
             versions[source] = folder.name
-            top = retriever_lists(spark, cfg, folder, history, users, k, excludes_heard(cfg))
+            top = nearest.retriever_lists(
+                spark, cfg.models.root, folder, history, users, heard, k, cfg.scoring.block_size
+            )
             stored = held.persist(top.select("msno", "song_id", "rank"))
             scored = score_as_of(spark, cfg, frames, cutoff, users, held, stored)
             part = held.persist(pick_lists(scored, configured, buckets))

@@ -221,6 +221,25 @@ def retriever_top_k(
     return histories.select("msno", *TOKENS, "heard").mapInArrow(run, TOP_K_SCHEMA)
 
 
+def retriever_lists(
+    spark: SparkSession,
+    models_root: str,
+    folder: Path,
+    history: DataFrame,
+    users: DataFrame,
+    heard: DataFrame | None,
+    k: int,
+    block_size: int,
+) -> DataFrame:
+    """:data:`TOP_K_SCHEMA`: the top ``k`` songs of the retriever version at ``folder``
+    (:func:`resolve_retriever`) for ``users`` ``[msno]``, from their last ``max_len`` events of
+    ``history`` (schemas.EVENTS rows before a cutoff), the songs of ``heard`` ``[msno, song_id]``
+    left out (None: none)."""
+    rows = history.join(users, "msno", "left_semi")
+    inputs = retriever_inputs(spark, folder, rows, heard)
+    return retriever_top_k(inputs, models_root, folder.name, k, block_size)
+
+
 def resolve_retriever(models_root: str, version: str, stage: int | None = None) -> Path:
     """The registry folder of the retriever ``version`` (``latest`` resolved now, on the driver,
     so that every task loads the same version); with ``stage`` (1: pretrained, 2: fine-tuned on

@@ -93,21 +93,18 @@ def factor_lists(
     return nearest.factor_lists(wanted, items, hold.heard, path, k, block_size)
 
 
-def retriever_lists(spark: SparkSession, cfg: Config, version: str, hold: Holdout, k: int) -> DataFrame:
-    """The retriever's lists for the period's users with at least one earlier event."""
-    folder = nearest.resolve_retriever(cfg.models.root, version)
-    users = hold.period.select("msno").distinct()
-    inputs = nearest.retriever_inputs(spark, folder, hold.before.join(users, "msno"), hold.heard)
-    return nearest.retriever_top_k(inputs, cfg.models.root, folder.name, k, cfg.scoring.block_size)
-
-
 def model_lists(
     spark: SparkSession, cfg: Config, version: str, hold: Holdout, work: Path, name: str = RETRIEVER
 ) -> dict[str, DataFrame]:
     """``{model: lists}``: the retriever's (as model ``name``) and, for :data:`RETRIEVER`, each
     baseline's top :data:`EVENT_K` (or max K)."""
     k, block = max(*KS, EVENT_K), cfg.scoring.block_size
-    out = {name: retriever_lists(spark, cfg, version, hold, k)}
+    folder, users = nearest.resolve_retriever(cfg.models.root, version), hold.period.select("msno").distinct()
+    out = {
+        name: nearest.retriever_lists(
+            spark, cfg.models.root, folder, hold.before, users, hold.heard, k, block
+        )
+    }
     if name != RETRIEVER:
         return out
     users, items = baselines.popularity_vectors(hold.before)

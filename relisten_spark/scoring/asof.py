@@ -6,20 +6,17 @@ the catalog) and, by default, the serving SVD factors (or ``stored`` candidate r
 serving features of an event at ``idx = cutoff`` from the serving feature rows before it
 (:func:`~relisten_spark.scoring.snapshot.pair_features` with ``as_of = cutoff``) and scores
 every candidate once with the latest stack of ``scoring.profile``
-(:func:`~relisten_spark.scoring.rank.score_pairs`). :func:`retriever_lists` gives a retriever
-version's top K from the same rows, to stand as those stored candidates.
+(:func:`~relisten_spark.scoring.rank.score_pairs`). A retriever version's top K from the same rows
+(:func:`~relisten_spark.retrieval.nearest.retriever_lists`) can stand as those stored candidates.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from relisten_spark.config import Config
 from relisten_spark.features.bronze import BronzeFrames
-from relisten_spark.retrieval import nearest
 from relisten_spark.runtime import Held, checkpoint
 from relisten_spark.scoring import rank, score, snapshot
 from relisten_spark.scoring.levers import GENRE, POPULARITY, svd_columns
@@ -50,22 +47,3 @@ def score_as_of(
     scored = rank.score_pairs(features, ensemble, keep)
     with rank.arrow_batch_size(spark, cfg.scoring.batch_size):
         return checkpoint(scored)
-
-
-def retriever_lists(
-    spark: SparkSession,
-    cfg: Config,
-    folder: Path,
-    history: DataFrame,
-    users: DataFrame,
-    k: int,
-    exclude_heard: bool,
-) -> DataFrame:
-    """``[msno, song_id, score, rank]``: the top ``k`` songs of the retriever version at ``folder``
-    (:func:`~relisten_spark.retrieval.nearest.resolve_retriever`) for ``users`` ``[msno]``, from
-    their last ``retriever.max_len`` events of ``history`` (the rows before the cutoff); with
-    ``exclude_heard`` the user's songs in ``history`` are left out."""
-    rows = history.join(users, "msno", "left_semi")
-    heard = rows.select("msno", "song_id").distinct() if exclude_heard else None
-    inputs = nearest.retriever_inputs(spark, folder, rows, heard)
-    return nearest.retriever_top_k(inputs, cfg.models.root, folder.name, k, cfg.scoring.block_size)

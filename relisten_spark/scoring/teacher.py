@@ -31,9 +31,10 @@ from relisten_spark import lake, schemas
 from relisten_spark.config import Config
 from relisten_spark.errors import InputError
 from relisten_spark.features.bronze import BronzeFrames
+from relisten_spark.retrieval import nearest
 from relisten_spark.runtime import Held, checkpoint
 from relisten_spark.scoring import rank
-from relisten_spark.scoring.asof import retriever_lists, score_as_of
+from relisten_spark.scoring.asof import score_as_of
 
 TABLE = "retriever_teacher"
 HASH_SCALE = 1_000_000
@@ -88,7 +89,11 @@ def build_teacher(
     history = frames.events.where(F.col("idx") < cutoff)
     users = held.persist(sample_users(history, cfg))
     m = cfg.retriever.finetune.candidates
-    lists = held.persist(retriever_lists(spark, cfg, parent, history, users, m, exclude_heard=True))
+    heard = history.join(users, "msno", "left_semi").select("msno", "song_id").distinct()
+    top = nearest.retriever_lists(
+        spark, cfg.models.root, parent, history, users, heard, m, cfg.scoring.block_size
+    )
+    lists = held.persist(top)
     one, surface = teacher_config(cfg)
     stack_version = str(rank.latest_stack(cfg.models.root, cfg.scoring.profile)["version"])
     stored = lists.select("msno", "song_id", "rank")

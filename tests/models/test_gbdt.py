@@ -169,8 +169,8 @@ def _local(frame, columns: list[str]) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ---- presets --------------------------------------------------------------------------------
-def test_thesis_preset_is_the_thesis_record():
-    s = presets.resolve(GbdtConfig(preset="thesis"))
+def test_thesis_exact_preset_is_the_thesis_record():
+    s = presets.resolve(GbdtConfig(preset="thesis_exact"))
     assert s.num_boost_round == 7732
     assert s.early_stopping_rounds == 0
     assert s.categorical == "source"
@@ -191,6 +191,23 @@ def test_thesis_preset_is_the_thesis_record():
         "metric": ["binary_logloss", "auc"],
     }
     assert {k: s.params[k] for k in expected} == expected
+    assert "data_sample_strategy" not in s.params
+
+
+def test_thesis_preset_is_the_record_with_goss_for_bagging():
+    exact, fast = (
+        presets.resolve(GbdtConfig(preset="thesis_exact")),
+        presets.resolve(GbdtConfig(preset="thesis")),
+    )
+    changed = {k: v for k, v in fast.params.items() if exact.params.get(k) != v}
+    assert changed == {
+        "data_sample_strategy": "goss",
+        "bagging_fraction": 1.0,
+        "bagging_freq": 0,
+        "force_col_wise": True,
+    }
+    assert set(exact.params) <= set(fast.params)
+    assert (fast.num_boost_round, fast.categorical) == (exact.num_boost_round, exact.categorical)
 
 
 def test_overrides_and_reserved_parameters():

@@ -15,8 +15,8 @@ from relisten_spark.models.gbdt.inputs import TrainRows
 from relisten_spark.models.synapse import SYNAPSE_PACKAGE, synapse_params, synapseml_available
 
 
-def test_thesis_preset_maps_onto_lightgbm_classifier_setters():
-    settings = presets.resolve(GbdtConfig(preset="thesis"))
+def test_thesis_record_maps_onto_lightgbm_classifier_setters():
+    settings = presets.resolve(GbdtConfig(preset="thesis_exact"))
     got = synapse_params(settings, [0], num_tasks=4, tree_learner="data", num_threads=12, timeout_s=120)
     assert got == {
         "objective": "binary",
@@ -45,6 +45,13 @@ def test_thesis_preset_maps_onto_lightgbm_classifier_setters():
         "useBarrierExecutionMode": True,
         "categoricalSlotIndexes": [0],
     }
+
+
+def test_thesis_preset_hands_goss_through():
+    settings = presets.resolve(GbdtConfig(preset="thesis"))
+    got = synapse_params(settings, [0], num_tasks=4, tree_learner="data", num_threads=12, timeout_s=120)
+    assert got["passThroughArgs"] == "data_sample_strategy=goss force_col_wise=true"
+    assert (got["baggingFraction"], got["baggingFreq"]) == (1.0, 0)
 
 
 def test_types_passthrough_and_voting():
