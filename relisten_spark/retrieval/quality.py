@@ -99,12 +99,12 @@ def model_lists(
     """``{model: lists}``: the retriever's (as model ``name``) and, for :data:`RETRIEVER`, each
     baseline's top :data:`EVENT_K` (or max K)."""
     k, block = max(*KS, EVENT_K), cfg.scoring.block_size
-    folder, users = nearest.resolve_retriever(cfg.models.root, version), hold.period.select("msno").distinct()
-    out = {
-        name: nearest.retriever_lists(
-            spark, cfg.models.root, folder, hold.before, users, hold.heard, k, block
-        )
-    }
+    folder = nearest.resolve_retriever(cfg.models.root, version)
+    period_users = hold.period.select("msno").distinct()
+    top = nearest.retriever_lists(
+        spark, cfg.models.root, folder, hold.before, period_users, hold.heard, k, block
+    )
+    out = {name: top}
     if name != RETRIEVER:
         return out
     users, items = baselines.popularity_vectors(hold.before)
