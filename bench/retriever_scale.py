@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from peak_memory import PeakMemory
+from scale_config import FULL, scale_overrides
 
 from relisten_spark import lake
 from relisten_spark.cli import run_command
@@ -41,23 +42,13 @@ from relisten_spark.retrieval.train import train
 from relisten_spark.runtime import use_checkpoint_dir
 from relisten_spark.session import build_session
 
-FULL = {"users": 34_403, "songs": 419_839, "events": 9_934_208}
-
 
 def config(args: argparse.Namespace, *extra: str) -> Config:
-    root = Path(args.root).absolute()
+    size = {"users": args.users, "songs": args.songs, "events": args.events}
     return load_config(
         None,
         [
-            "spark.master=local[*]",
-            f"spark.driver_memory={args.driver_memory}",
-            f"spark.shuffle_partitions={args.partitions}",
-            f"lake.root={root / 'lakehouse'}",
-            f"models.root={root / 'models'}",
-            f"data.raw_dir={root / 'raw'}",
-            f"data.synthetic.users={args.users}",
-            f"data.synthetic.songs={args.songs}",
-            f"data.synthetic.events={args.events}",
+            *scale_overrides(args.root, None, size, args.partitions, args.driver_memory),
             f"retriever.epochs={args.epochs}",
             "retriever.early_stopping_patience=0",
             "scoring.candidate_sources={retriever: 200, svd: 0, als: 0, popular: 0}",

@@ -32,6 +32,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see bench/gbdt.py: no spi
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from peak_memory import PeakMemory
+from scale_config import FULL, scale_overrides
 
 from relisten_spark import lake
 from relisten_spark.cli import run_command
@@ -39,23 +40,13 @@ from relisten_spark.config import Config, load_config
 from relisten_spark.features import label_codes
 from relisten_spark.models import registry
 
-FULL = {"users": 34_403, "songs": 419_839, "events": 9_934_208}
-
 
 def config(args: argparse.Namespace) -> Config:
-    root = Path(args.root).absolute()
+    size = {"users": args.users, "songs": args.songs, "events": args.events}
     return load_config(
         None,
         [
-            "spark.master=local[*]",
-            f"spark.driver_memory={args.driver_memory}",
-            f"spark.shuffle_partitions={args.partitions}",
-            f"lake.root={root / 'lakehouse'}",
-            f"models.root={root / 'models'}",
-            f"data.raw_dir={Path(args.raw).absolute() if args.raw else root / 'raw'}",
-            f"data.synthetic.users={args.users}",
-            f"data.synthetic.songs={args.songs}",
-            f"data.synthetic.events={args.events}",
+            *scale_overrides(args.root, args.raw, size, args.partitions, args.driver_memory),
             "features.profile=serving",
             "gbdt.profile=serving",
             "nets.profile=serving",
