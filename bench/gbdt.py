@@ -13,15 +13,15 @@
     full-scale features of a lake (``--lake``, silver.features, profile ``full``). The thesis
     reports 258 s per 100 rounds on 7.06M rows x 385 features with 4 threads and about 50 GB.
 
+(levers) ``--part levers``: LightGBM's own speed levers one at a time on the ``full``
+    features of a lake (``--lake``), ``--rounds`` rounds, one ``lightgbm.train`` process with 2
+    threads, each laid over the ``thesis_exact`` preset: quantized gradients, GOSS, ``max_bin``,
+    column- or row-wise histograms, a histogram pool cap, float64 against float32 inputs, and what
+    the ``thesis`` preset changes (GOSS + column-wise). Prints the seconds (binning and training
+    apart) and the eval AUC of each beside the exact preset's own.
+
     python bench/gbdt.py --part a --rows 500000 --features 100
     python bench/gbdt.py --part predict --rows 200000 --features 305
-(levers) ``--part levers``: LightGBM's own speed levers one at a time on the ``full``
-    features of a lake (``--lake``), thesis preset, ``--rounds`` rounds, one ``lightgbm.train``
-    process with 2 threads, each laid over the ``thesis_exact`` preset: quantized gradients, GOSS,
-    ``max_bin``, column- or row-wise histograms, a histogram pool cap, float64 against float32
-    inputs, and the ``thesis`` preset's pair (GOSS + column-wise). Prints the seconds (binning and
-    training apart) and the eval AUC of each beside the exact preset's own.
-
     python bench/gbdt.py --part b --lake ./lakehouse --tasks 2
     python bench/gbdt.py --part levers --lake ./lakehouse --rounds 100
 """
@@ -33,6 +33,7 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 # Before any OpenMP runtime loads (lightgbm here, and in the Python workers, which inherit the
@@ -43,7 +44,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import lightgbm as lgb
 import numpy as np
 from peak_memory import PeakMemory
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from sklearn.metrics import roc_auc_score
 
@@ -169,26 +170,45 @@ def part_predict(rows: int, features: int, model_file: str | None, seed: int) ->
     )
 
 
-def part_b(lake_root: str, tasks: int, rounds: int, preset: str) -> None:
+@dataclass(frozen=True)
+class LakeRows:
+    """The ``full`` features of a lake with their eval split, model columns and settings."""
+
+    spark: SparkSession
+    table: DataFrame  # silver.features (profile full) with ``eval_split``
+    names: list[str]
+    categorical: list[str]
+    settings: presets.TrainSettings
+
+
+def lake_rows(lake_root: str, preset: str, rounds: int, tasks: int, part: str) -> LakeRows | None:
+    """A session over ``tasks`` cores and the lake's full features; None (with a line) without them."""
     cfg = load_config(None, [f"lake.root={lake_root}", f"gbdt.preset={preset}", "gbdt.profile=full"])
     path = features_path(cfg)
     if not lake.exists(path):
-        print(f"(b) not measured: no silver.features at {path} (run `relisten features` at full scale first)")
-        return
-    spark = _session(tasks, "8g", "spark.conf={'spark.driver.maxResultSize': '0'}")  # eval rows come whole
-    table = lake.read(spark, path, where={"profile": "full"})
+        print(f"({part}) not measured: no silver.features at {path} (run `relisten features` first)")
+        return None
+    spark = _session(tasks, "8g", "spark.conf={'spark.driver.maxResultSize': '0'}")  # rows come whole
+    table = assign_eval_split(lake.read(spark, path, where={"profile": "full"}), cfg.evaluation)
     names, manifest_categorical = model_columns(spark, cfg, "full", table)
     settings = presets.resolve(cfg.gbdt.model_copy(update={"num_boost_round": rounds}))
     categorical = presets.categorical_columns(settings.categorical, names, manifest_categorical)
-    fit = assign_eval_split(table, cfg.evaluation).where(F.col("eval_split") == "fit")
+    return LakeRows(spark, table, names, categorical, settings)
+
+
+def part_b(lake_root: str, tasks: int, rounds: int, preset: str) -> None:
+    rows = lake_rows(lake_root, preset, rounds, tasks, "b")
+    if rows is None:
+        return
+    spark, names, categorical, settings = rows.spark, rows.names, rows.categorical, rows.settings
+    fit = rows.table.where(F.col("eval_split") == "fit")
     n = fit.count()
     with PeakMemory() as memory:
         started = time.perf_counter()
         out = train_barrier(spark, TrainRows(fit, None, names, categorical), settings, num_tasks=tasks)
         wall = time.perf_counter() - started
     train_s = max(r["seconds"] for r in out.ranks)
-    holdout = assign_eval_split(table, cfg.evaluation).where(F.col("eval_split") == "eval")
-    eval_pdf = holdout.select("target", *names).toPandas()
+    eval_pdf = rows.table.where(F.col("eval_split") == "eval").select("target", *names).toPandas()
     scores = lgb.Booster(model_str=out.model).predict(eval_pdf[names].to_numpy(np.float64), num_threads=tasks)
     auc = roc_auc_score(eval_pdf["target"].to_numpy(), scores)
     print(f"\n(b) {n:,} fit rows x {len(names)} features, {preset} preset, {rounds} rounds, {tasks} task(s)")
@@ -201,7 +221,9 @@ def part_b(lake_root: str, tasks: int, rounds: int, preset: str) -> None:
 
 
 GOSS = {"data_sample_strategy": "goss", "bagging_freq": 0, "bagging_fraction": 1.0}
-# (name, parameters laid over the thesis preset, input dtype); the first row is the reference
+# what the thesis preset lays over the recorded parameters
+THESIS_CHANGES = {k: v for k, v in presets.THESIS_PARAMS.items() if presets.THESIS_EXACT_PARAMS.get(k) != v}
+# (name, parameters laid over the thesis_exact preset, input dtype); the first row is the reference
 LEVERS: list[tuple[str, dict[str, object], type]] = [
     ("thesis_exact preset", {}, TRAIN_DTYPE),
     ("float64 input", {}, np.float64),
@@ -216,13 +238,9 @@ LEVERS: list[tuple[str, dict[str, object], type]] = [
         {"use_quantized_grad": True, "num_grad_quant_bins": 16, "quant_train_renew_leaf": True},
         TRAIN_DTYPE,
     ),
-    (
-        "goss (no bagging)",
-        {"data_sample_strategy": "goss", "bagging_freq": 0, "bagging_fraction": 1.0},
-        TRAIN_DTYPE,
-    ),
+    ("goss (no bagging)", GOSS, TRAIN_DTYPE),
     ("max_bin 63", {"max_bin": 63}, TRAIN_DTYPE),
-    ("goss + force_col_wise = thesis", {**GOSS, "force_col_wise": True}, TRAIN_DTYPE),
+    ("goss + force_col_wise = thesis", THESIS_CHANGES, TRAIN_DTYPE),
     ("force_col_wise", {"force_col_wise": True}, TRAIN_DTYPE),
     ("force_row_wise", {"force_row_wise": True}, TRAIN_DTYPE),
     ("histogram_pool_size 1024 MB", {"histogram_pool_size": 1024}, TRAIN_DTYPE),
@@ -230,21 +248,15 @@ LEVERS: list[tuple[str, dict[str, object], type]] = [
 
 
 def part_levers(lake_root: str, rounds: int, only: list[str] | None) -> None:
-    cfg = load_config(None, [f"lake.root={lake_root}", "gbdt.preset=thesis_exact", "gbdt.profile=full"])
-    path = features_path(cfg)
-    if not lake.exists(path):
-        print(f"(levers) not measured: no silver.features at {path} (run `relisten features` first)")
+    rows = lake_rows(lake_root, "thesis_exact", rounds, 2, "levers")
+    if rows is None:
         return
-    spark = _session(2, "8g", "spark.conf={'spark.driver.maxResultSize': '0'}")  # the rows come whole
-    table = assign_eval_split(lake.read(spark, path, where={"profile": "full"}), cfg.evaluation)
-    names, manifest_categorical = model_columns(spark, cfg, "full", table)
-    settings = presets.resolve(cfg.gbdt.model_copy(update={"num_boost_round": rounds}))
-    categorical = presets.categorical_columns(settings.categorical, names, manifest_categorical)
+    names, categorical, settings = rows.names, rows.categorical, rows.settings
     frames = {
-        split: table.where(F.col("eval_split") == split).select("idx", "target", *names).toPandas()
+        split: rows.table.where(F.col("eval_split") == split).select("idx", "target", *names).toPandas()
         for split in ("fit", "eval")
     }
-    spark.stop()
+    rows.spark.stop()
     fit = frames["fit"].sort_values("idx")
     y_fit = fit["target"].to_numpy(np.float64)
     x_eval, y_eval = frames["eval"][names].to_numpy(np.float64), frames["eval"]["target"].to_numpy()

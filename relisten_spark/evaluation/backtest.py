@@ -175,8 +175,7 @@ def funnel_lists(
     ``buckets`` as :func:`pick_lists`'. None when no source is configured."""
     configured = {CONFIGURED: score.surface_rules(cfg)}
     history = frames.events.where(F.col("idx") < cutoff)
-    pairs = history.join(users, "msno", "left_semi").select("msno", "song_id").distinct()
-    heard = pairs if excludes_heard(cfg) else None  # the songs a surface leaves out
+    heard = nearest.heard_pairs(history, users) if excludes_heard(cfg) else None  # a surface leaves them out
     k = cfg.scoring.candidates + cfg.scoring.candidate_margin
     parts: list[DataFrame] = []
     versions: dict[str, str] = {}

@@ -4,7 +4,7 @@ LightGBM (``gbdt.preset``, :func:`resolve`): ``thesis_exact`` is the best row of
 ``lgb_record.csv`` (FEATURES.md §4): 7732 rounds, no early stopping. ``thesis`` is that row with
 GOSS in place of bagging (the sampling the thesis text names) and column-wise histograms forced
 (LightGBM's own choice here, without its per-run test of both layouts): on the 1M-event features
-(594k rows x 388) it trained 100 rounds ~26 % faster at the same eval AUC (``bench/gbdt.py --part
+(594k rows x 388) it trained 100 rounds ~30 % faster at the same eval AUC (``bench/gbdt.py --part
 levers``). The thesis ran with 12 threads on all of train_part; here the number of threads per
 task is ``spark.task.cpus`` and the rows are spread over ``gbdt.num_tasks`` tasks. ``fast``
 trains in seconds on the demo data:

@@ -221,6 +221,11 @@ def retriever_top_k(
     return histories.select("msno", *TOKENS, "heard").mapInArrow(run, TOP_K_SCHEMA)
 
 
+def heard_pairs(history: DataFrame, users: DataFrame) -> DataFrame:
+    """``[msno, song_id]``: the distinct songs ``users`` ``[msno]`` played in ``history``."""
+    return history.join(users, "msno", "left_semi").select("msno", "song_id").distinct()
+
+
 def retriever_lists(
     spark: SparkSession,
     models_root: str,

@@ -81,7 +81,7 @@ def eval_holdout(spark: SparkSession, cfg: Config, held: Held) -> Holdout:
     if leave_one_out(cfg):
         return Holdout(before, period, None, "leave_one_out")
     users = period.select("msno").distinct()
-    heard = held.persist(before.select("msno", "song_id").distinct().join(users, "msno"))
+    heard = held.persist(nearest.heard_pairs(before, users))
     return Holdout(before, period, heard, "time")
 
 

@@ -89,7 +89,7 @@ def build_teacher(
     history = frames.events.where(F.col("idx") < cutoff)
     users = held.persist(sample_users(history, cfg))
     m = cfg.retriever.finetune.candidates
-    heard = history.join(users, "msno", "left_semi").select("msno", "song_id").distinct()
+    heard = nearest.heard_pairs(history, users)
     top = nearest.retriever_lists(
         spark, cfg.models.root, parent, history, users, heard, m, cfg.scoring.block_size
     )

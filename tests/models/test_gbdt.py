@@ -195,19 +195,19 @@ def test_thesis_exact_preset_is_the_thesis_record():
 
 
 def test_thesis_preset_is_the_record_with_goss_for_bagging():
-    exact, fast = (
+    exact, goss = (
         presets.resolve(GbdtConfig(preset="thesis_exact")),
         presets.resolve(GbdtConfig(preset="thesis")),
     )
-    changed = {k: v for k, v in fast.params.items() if exact.params.get(k) != v}
+    changed = {k: v for k, v in goss.params.items() if exact.params.get(k) != v}
     assert changed == {
         "data_sample_strategy": "goss",
         "bagging_fraction": 1.0,
         "bagging_freq": 0,
         "force_col_wise": True,
     }
-    assert set(exact.params) <= set(fast.params)
-    assert (fast.num_boost_round, fast.categorical) == (exact.num_boost_round, exact.categorical)
+    assert set(exact.params) <= set(goss.params)
+    assert (goss.num_boost_round, goss.categorical) == (exact.num_boost_round, exact.categorical)
 
 
 def test_overrides_and_reserved_parameters():
