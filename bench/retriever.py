@@ -147,6 +147,7 @@ def run_ours(args: argparse.Namespace, seqs: SequenceSet, loss: str) -> dict[str
         f"retriever.learning_rate={args.lr}",
         f"retriever.dropout={args.dropout}",
         f"retriever.uniform_negatives={args.uniform_negatives}",
+        f"retriever.in_batch_negatives={args.in_batch_negatives or 'null'}",
         "retriever.num_processes=1",
     )
     job = build_job(cfg, seqs, f"bench-{loss}", {"data_source": "ml-100k"})
@@ -285,6 +286,9 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=0.002)
     parser.add_argument("--dropout", type=float, default=0.3)
     parser.add_argument("--uniform-negatives", type=int, default=256)
+    parser.add_argument(
+        "--in-batch-negatives", type=int, default=0, help="ours: retriever.in_batch_negatives; 0 = all"
+    )
     parser.add_argument("--recbole-epochs", type=int, default=2, help="most epochs of RecBole's SASRec")
     parser.add_argument("--als-rank", type=int, default=64)
     parser.add_argument("--als-iter", type=int, default=15)

@@ -4,7 +4,9 @@ Defaults: 9,934,208 events, 34,403 users, 419,839 songs (the generator at full K
 
 1. prepare: ``generate`` and ``ingest`` under ``--root`` (each skipped when its output is there);
 2. the training sequences once (``write_sequences``), then per ``--processes`` value one
-   training of ``--epochs`` epochs with that many DDP ranks (``TorchDistributor``, gloo on CPU):
+   training of ``--epochs`` epochs with that many DDP ranks (``TorchDistributor``, gloo on CPU;
+   ``--in-batch-negatives`` caps the in-batch negatives, 4096 by default: uncapped, a batch of 128
+   full sequences scores ~25.6k positions against ~15k distinct negatives per step):
    training sequences per second, seconds per epoch, wall time and peak memory (this process,
    the JVM, the Python workers and the ranks, summed); ``--processes 0`` trains nothing and
    measures the latest trained version;
@@ -50,6 +52,7 @@ def config(args: argparse.Namespace, *extra: str) -> Config:
         [
             *scale_overrides(args.root, None, size, args.partitions, args.driver_memory),
             f"retriever.epochs={args.epochs}",
+            f"retriever.in_batch_negatives={args.in_batch_negatives or 'null'}",
             "retriever.early_stopping_patience=0",
             "scoring.candidate_sources={retriever: 200, svd: 0, als: 0, popular: 0}",
             *extra,
@@ -113,6 +116,12 @@ def main() -> int:
         type=lambda s: [int(p) for p in s.split(",")],
         default=[1, 2],
         help="e.g. 1,2; 0: no training, the latest version",
+    )
+    parser.add_argument(
+        "--in-batch-negatives",
+        type=int,
+        default=4096,
+        help="retriever.in_batch_negatives; 0 = every position's next item (~25.6k per batch here)",
     )
     parser.add_argument("--partitions", type=int, default=16)
     parser.add_argument("--driver-memory", default="8g")

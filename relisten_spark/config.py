@@ -270,6 +270,12 @@ class RetrieverConfig(Section):
     uniform_negatives: int = Field(
         256, ge=0, description="uniform negatives per batch drawn besides the in-batch ones (sampled losses)"
     )
+    in_batch_negatives: int | None = Field(
+        None,
+        ge=1,
+        description="in-batch negatives per batch: that many of the batch's next items drawn with "
+        "replacement (bounds the positions x negatives logits of long sequences); null = all of them",
+    )
     temperature: float = Field(1.0, gt=0, description="logits are dot products divided by this")
     epochs: int = Field(10, ge=1, description="most training epochs")
     batch_size: int = Field(128, ge=1, description="user sequences per global batch")

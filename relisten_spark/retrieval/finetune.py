@@ -215,22 +215,25 @@ def _step_loss(
         needed = torch.arange(job.hyper.n_items + 1, device=device)
     else:
         negatives = losses.draw_negatives(
-            positives, job.hyper.n_items, s1.uniform_negatives, t.frequency, t.generator
+            positives,
+            job.hyper.n_items,
+            s1.uniform_negatives,
+            t.frequency,
+            t.generator,
+            s1.in_batch_negatives,
         )
-        needed = torch.unique(torch.cat([negatives.items, listed[valid]]))
+        needed = losses.candidate_items(positives, negatives, listed[valid])
     hidden, vectors = t.ddp(*tokens.unbind(1), candidates=needed)
     listed_vectors = vectors[torch.searchsorted(needed, listed).clamp(max=len(needed) - 1)]
     z = (hidden[:, -1, None, :] * listed_vectors).sum(-1) / s1.temperature
     loss = losses.pairwise_logit_loss(z, ranker, valid, p.margin)
     if p.softmax_weight and len(positives):
-        at = torch.searchsorted(needed, negatives.items) if negatives is not None else needed
-        candidates = negatives.items if negatives is not None else needed
         softmax = losses.next_item_loss(
             s1.loss,
             hidden[:, :-1][has_next],
             positives,
-            candidates,
-            vectors[at],
+            needed,
+            vectors,
             negatives,
             t.frequency,
             s1.temperature,

@@ -25,6 +25,7 @@ class RetrieverParams:
 
     loss: LossName
     uniform_negatives: int
+    in_batch_negatives: int | None  # None = every position's next item
     temperature: float
     epochs: int
     batch_size: int  # global: sequences per step over all ranks
@@ -76,6 +77,7 @@ def params_of(cfg: RetrieverConfig) -> RetrieverParams:
     return RetrieverParams(
         loss=cfg.loss,
         uniform_negatives=cfg.uniform_negatives,
+        in_batch_negatives=cfg.in_batch_negatives,
         temperature=cfg.temperature,
         epochs=cfg.epochs,
         batch_size=cfg.batch_size,

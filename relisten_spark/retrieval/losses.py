@@ -18,7 +18,8 @@ next item, ``[N, d]``) against item vectors by dot product divided by the temper
   estimate of the full softmax's gradient restricted to the negatives.
 
 The negatives (:func:`draw_negatives`) are mixed: the batch's own positives (in-batch
-negatives, draws from the training stream's item frequencies ``p``) and
+negatives, draws from the training stream's item frequencies ``p``; all of them, or
+``retriever.in_batch_negatives`` drawn from them) and
 ``retriever.uniform_negatives`` uniform draws over items 1..n, so the proposal is the mixture
 ``Q(j) = (N p(j) + M_u / n) / (N + M_u)`` (:func:`log_q`, ``N`` in-batch draws). A negative drawn
 ``c`` times counts ``c`` times (its logit plus ``log c``), exactly as ``c`` duplicate columns
@@ -75,16 +76,22 @@ def draw_negatives(
     uniform: int,
     frequency: torch.Tensor,
     generator: torch.Generator,
+    in_batch: int | None = None,
 ) -> Negatives:
-    """The batch's positives (in-batch) and ``uniform`` draws over 1..n, with counts and log Q.
+    """In-batch negatives and ``uniform`` draws over 1..n, with counts and log Q.
 
-    ``positives`` ``[N]`` are item indices >= 1. Uniform draws use ``generator`` (on the CPU), so a
-    seeded generator gives the same negatives every run.
+    ``positives`` ``[N]`` are item indices >= 1. The in-batch draws are all ``N`` of them, or, when
+    ``in_batch`` is below ``N``, that many drawn from them with replacement (each is still a draw
+    from the stream's frequencies; the cap bounds the ``[N, U]`` logits of a long-sequence batch).
+    Draws use ``generator`` (on the CPU), so a seeded generator gives the same negatives every run.
     """
     drawn = torch.randint(1, n_items + 1, (uniform,), generator=generator).to(positives.device)
+    if in_batch is not None and in_batch < len(positives):
+        picked = torch.randint(0, len(positives), (in_batch,), generator=generator)
+        positives = positives[picked.to(positives.device)]
     items, counts = torch.unique(torch.cat([positives, drawn]), return_counts=True)
-    in_batch = len(positives)
-    return Negatives(items, counts.float(), log_q(items, frequency, in_batch, uniform), in_batch, uniform)
+    k = len(positives)
+    return Negatives(items, counts.float(), log_q(items, frequency, k, uniform), k, uniform)
 
 
 def full_softmax(q: torch.Tensor, positives: torch.Tensor, items: torch.Tensor, tau: float) -> torch.Tensor:
@@ -150,16 +157,23 @@ def next_item_loss(
     """The loss ``kind`` of queries ``q`` ``[N, d]`` with next items ``positives`` ``[N]``.
 
     ``candidates`` ``[C]`` (sorted, distinct) are the items whose ``vectors`` ``[C, d]`` the model
-    computed: every item 0..n for ``full``, else ``negatives.items`` (which hold the positives, as
-    in-batch negatives).
+    computed: every item 0..n for ``full``, else at least the positives and ``negatives.items``
+    (:func:`candidate_items`).
     """
     if kind == "full":
         return full_softmax(q, positives, vectors, tau)
     if negatives is None:
         raise ValueError(f"{kind} needs negatives")
     at = torch.searchsorted(candidates, positives)
+    negative_vectors = vectors[torch.searchsorted(candidates, negatives.items)]
     pos_log_q = log_q(positives, frequency, negatives.in_batch, negatives.uniform)
-    return sampled_softmax(kind, q, positives, vectors[at], pos_log_q, negatives, vectors, tau)
+    return sampled_softmax(kind, q, positives, vectors[at], pos_log_q, negatives, negative_vectors, tau)
+
+
+def candidate_items(positives: torch.Tensor, negatives: Negatives, *more: torch.Tensor) -> torch.Tensor:
+    """The sorted distinct items whose vectors a sampled step needs: ``positives``, the negatives
+    and any ``more`` item indices."""
+    return torch.unique(torch.cat([positives, negatives.items, *more]))
 
 
 def pairwise_logit_loss(z: torch.Tensor, r: torch.Tensor, valid: torch.Tensor, margin: float) -> torch.Tensor:

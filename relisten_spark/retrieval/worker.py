@@ -118,9 +118,9 @@ def _step_loss(t: _Training, job: RetrieverJob, tokens: torch.Tensor) -> tuple[t
         candidates = torch.arange(job.hyper.n_items + 1, device=tokens.device)
     else:
         negatives = losses.draw_negatives(
-            positives, job.hyper.n_items, p.uniform_negatives, t.frequency, t.generator
+            positives, job.hyper.n_items, p.uniform_negatives, t.frequency, t.generator, p.in_batch_negatives
         )
-        candidates = negatives.items
+        candidates = losses.candidate_items(positives, negatives)
     hidden, vectors = t.ddp(*inputs.unbind(1), candidates=candidates)
     loss = losses.next_item_loss(
         p.loss, hidden[valid], positives, candidates, vectors, negatives, t.frequency, p.temperature

@@ -33,10 +33,12 @@ def _q(freq: np.ndarray, in_batch: int, uniform: int) -> np.ndarray:
     return (in_batch * freq + uniform / N_ITEMS) / (in_batch + uniform)
 
 
-def _reference(kind: str, q, vectors, positives, freq, uniform) -> float:
-    """Row by row, one column per draw: in-batch draws = the batch's positives, then the uniform ones."""
-    draws = np.concatenate([positives, uniform])
-    big_q = _q(freq, len(positives), len(uniform))
+def _reference(kind: str, q, vectors, positives, freq, uniform, in_batch=None) -> float:
+    """Row by row, one column per draw: in-batch draws (the batch's positives unless given), then
+    the uniform ones."""
+    in_batch = positives if in_batch is None else in_batch
+    draws = np.concatenate([in_batch, uniform])
+    big_q = _q(freq, len(in_batch), len(uniform))
     total = 0.0
     for i, pos in enumerate(positives):
         z = vectors @ q[i] / TAU
@@ -94,6 +96,40 @@ def test_sampled_logq_over_the_whole_catalogue_is_the_full_softmax(batch) -> Non
         "sampled_logq", q_t, pos, vec[pos], uniform_q[pos - 1], neg, vec[items], TAU
     )
     assert float(sampled) == pytest.approx(float(losses.full_softmax(q_t, pos, vec, TAU)), rel=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["sampled", "sampled_logq", "sampled_logq_corrected"])
+def test_capped_in_batch_negatives_match_numpy(batch, kind) -> None:
+    """Two in-batch draws (item 5, and 2 twice would do too): positives 3 and 7 are among neither
+    the in-batch nor the uniform draws, so their vectors come from the candidates alone."""
+    q, vectors, positives, freq, _ = batch
+    uniform, in_batch = np.array([6, 6, 1]), np.array([5, 2])
+    pos, frequency = torch.tensor(positives), torch.tensor(freq)
+    items, counts = torch.unique(torch.tensor(np.concatenate([in_batch, uniform])), return_counts=True)
+    neg = losses.Negatives(items, counts.double(), losses.log_q(items, frequency, 2, 3), 2, 3)
+    candidates = losses.candidate_items(pos, neg)
+    assert not {3, 7} & set(items.tolist())
+    assert {3, 7} <= set(candidates.tolist())
+    vec = torch.tensor(vectors)
+    got = losses.next_item_loss(kind, torch.tensor(q), pos, candidates, vec[candidates], neg, frequency, TAU)  # type: ignore[arg-type]
+    expected = _reference(kind, q, vectors, positives, freq, uniform, in_batch)
+    assert float(got) == pytest.approx(expected, rel=1e-9)
+
+
+def test_draw_negatives_caps_the_in_batch_draws() -> None:
+    """``in_batch`` below the batch's positions: that many seeded draws among the positives, Q's
+    in-batch weight is the cap; at or above the positions every positive is drawn once."""
+    freq = torch.tensor([0.0, 0.5, 0.25, 0.25, 0.0, 0.0])
+    pos = torch.tensor([1, 1, 3, 2, 3, 1])
+    capped = losses.draw_negatives(pos, 5, 4, freq, torch.Generator().manual_seed(2), in_batch=3)
+    again = losses.draw_negatives(pos, 5, 4, freq, torch.Generator().manual_seed(2), in_batch=3)
+    assert torch.equal(capped.items, again.items)
+    assert torch.equal(capped.counts, again.counts)
+    assert (capped.in_batch, capped.uniform, float(capped.counts.sum())) == (3, 4, 7.0)
+    assert torch.allclose(capped.log_q.exp(), (3 * freq[capped.items] + 4 / 5) / 7)
+    whole = losses.draw_negatives(pos, 5, 4, freq, torch.Generator().manual_seed(2), in_batch=6)
+    assert (whole.in_batch, float(whole.counts.sum())) == (6, 10.0)
+    assert {1, 2, 3} <= set(whole.items.tolist())
 
 
 def test_draw_negatives_mixes_in_batch_and_seeded_uniform_draws() -> None:
