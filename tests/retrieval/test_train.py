@@ -151,6 +151,15 @@ def test_training_learns_the_toy_world_and_is_deterministic(toy, monkeypatch) ->
     assert meta["config"]["retriever"]["max_len"] == MAX_LEN
 
 
+def test_capped_in_batch_negatives_still_learn_the_toy_world(tmp_path, monkeypatch) -> None:
+    """32 in-batch draws of a batch's ~128 next items (plus 8 uniform): training still finds the
+    toy world, and the job carries the cap."""
+    cfg = toy_config(tmp_path, "retriever.in_batch_negatives=32")
+    job = build_job(cfg, write_toy_sequences(tmp_path / "work"), "test-capped", {"data_source": "toy"})
+    assert job.params.in_batch_negatives == 32
+    assert _in_process(job, "capped", monkeypatch, 29565)["val_ndcg@10"] > 0.5  # chance: about 0.1
+
+
 def test_saved_version_serves_item_matrix_and_user_vectors(toy, monkeypatch) -> None:
     cfg, job = toy
     result = _in_process(
