@@ -16,8 +16,11 @@ Defaults: 9,934,208 events, 34,403 users, 419,839 songs (the generator at full K
 4. ``relisten candidates`` with the retriever as the only source: wall time for every user and
    peak memory (target: at most 120 s for 34,403 users on 2 cores).
 
+``--skip-evaluation`` and ``--skip-candidates`` leave out steps 3 and 4.
+
     .venv/bin/python bench/retriever_scale.py --root bench/out/full
     .venv/bin/python bench/retriever_scale.py --root bench/out/small --users 2000 --songs 8000 --events 100000
+    .venv/bin/python bench/retriever_scale.py --root bench/out/full --processes 0 --skip-evaluation
 """
 
 from __future__ import annotations
@@ -102,6 +105,28 @@ def timed_training(args: argparse.Namespace, spark: Any) -> str:
     return version
 
 
+def timed_evaluation(spark: Any, cfg: Config, version: str) -> None:
+    started = time.perf_counter()
+    evaluation = evaluate_retriever(spark, cfg, version)
+    print(f"\nevaluation of {version} ({time.perf_counter() - started:.1f} s), eval events of the holdout:")
+    print(f"  phases {evaluation['seconds']}")
+    for model, row in sorted(evaluation["models"].items()):
+        figures = ", ".join(f"{k} {v:.4f}" for k, v in sorted(row.items()))
+        print(f"  {model:24} {figures}")
+
+
+def timed_candidates(cfg: Config) -> None:
+    with PeakMemory() as memory:
+        [(_label, summary, seconds)] = run_command("candidates", cfg)
+    rows = summary["rows"]
+    print(
+        f"\ncandidates: {rows['users']:,} users, {rows['candidates']:,} rows in {seconds:.1f} s "
+        f"(stage wall, retriever only; phases {summary['seconds']}), "
+        f"peak memory {memory.peak / 2**30:.2f} GiB",
+        flush=True,
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -123,6 +148,8 @@ def main() -> int:
         default=4096,
         help="retriever.in_batch_negatives; 0 = every position's next item (~25.6k per batch here)",
     )
+    parser.add_argument("--skip-evaluation", action="store_true", help="no full-ranking evaluation")
+    parser.add_argument("--skip-candidates", action="store_true", help="no `relisten candidates` run")
     parser.add_argument("--partitions", type=int, default=16)
     parser.add_argument("--driver-memory", default="8g")
     args = parser.parse_args()
@@ -139,22 +166,10 @@ def main() -> int:
     else:
         version = timed_training(args, spark)
 
-    started = time.perf_counter()
-    evaluation = evaluate_retriever(spark, cfg, version)
-    print(f"\nevaluation of {version} ({time.perf_counter() - started:.1f} s), eval events of the holdout:")
-    print(f"  phases {evaluation['seconds']}")
-    for model, row in sorted(evaluation["models"].items()):
-        figures = ", ".join(f"{k} {v:.4f}" for k, v in sorted(row.items()))
-        print(f"  {model:24} {figures}")
-
-    with PeakMemory() as memory:
-        [(_label, summary, seconds)] = run_command("candidates", cfg)
-    rows = summary["rows"]
-    print(
-        f"\ncandidates: {rows['users']:,} users, {rows['candidates']:,} rows in {seconds:.1f} s "
-        f"(stage wall, retriever only; phases {summary['seconds']}), "
-        f"peak memory {memory.peak / 2**30:.2f} GiB"
-    )
+    if not args.skip_evaluation:
+        timed_evaluation(spark, cfg, version)
+    if not args.skip_candidates:
+        timed_candidates(cfg)
     spark.stop()
     return 0
 

@@ -175,7 +175,6 @@ def funnel_lists(
     ``buckets`` as :func:`pick_lists`'. None when no source is configured."""
     configured = {CONFIGURED: score.surface_rules(cfg)}
     history = frames.events.where(F.col("idx") < cutoff)
-    heard = nearest.heard_pairs(history, users) if excludes_heard(cfg) else None  # a surface leaves them out
     k = cfg.scoring.candidates + cfg.scoring.candidate_margin
     parts: list[DataFrame] = []
     versions: dict[str, str] = {}
@@ -186,7 +185,7 @@ def funnel_lists(
             folder = nearest.resolve_retriever(cfg.models.root, "latest", int(source.removeprefix("stage")))
             versions[source] = folder.name
             top = nearest.retriever_lists(
-                spark, cfg.models.root, folder, history, users, heard, k, cfg.scoring.block_size
+                spark, cfg.models.root, folder, history, users, excludes_heard(cfg), k, cfg.scoring.block_size
             )
             stored = held.persist(top.select("msno", "song_id", "rank"))
             scored = score_as_of(spark, cfg, frames, cutoff, users, held, stored)

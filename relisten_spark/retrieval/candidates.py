@@ -91,7 +91,7 @@ def source_lists(
         if source == "retriever":
             folder = nearest.resolve_retriever(cfg.models.root, "latest", candidates_stage(cfg))
             versions["retriever"] = folder.name
-            inputs = nearest.retriever_inputs(spark, folder, events, heard)
+            inputs = nearest.retriever_inputs(spark, folder, events, exclude_heard=heard is not None)
             lists[source] = nearest.retriever_top_k(inputs, cfg.models.root, folder.name, k, block)
             continue
         if source == "svd":
@@ -108,6 +108,11 @@ def source_lists(
 def mix(lists: dict[str, DataFrame], quota: dict[str, int], k: int) -> DataFrame:
     """``[msno, song_id, source, rank, score]``: each user's ``k`` candidates from ``lists``
     (``{source: [msno, song_id, score, rank]}``) by ``quota`` (module docstring)."""
+    if len(lists) == 1:  # one source: its own ranking is the mix
+        [(source, ranked_list)] = lists.items()
+        return ranked_list.where(F.col("rank") <= F.lit(k)).select(
+            "msno", "song_id", F.lit(source).alias("source"), "rank", F.col("score").cast("double")
+        )
     order = {source: i for i, source in enumerate(quota)}
     tagged = [
         df.select(
@@ -165,7 +170,9 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     held = Held()
     try:
         events, _ = read_inputs(spark, cfg)
-        events = held.persist(events.where(F.col("msno").isNotNull() & F.col("song_id").isNotNull()))
+        events = events.where(F.col("msno").isNotNull() & F.col("song_id").isNotNull())
+        if set(quota) != {"retriever"}:  # the factor sources read the log several times
+            events = held.persist(events)
         heard = held.persist(events.select("msno", "song_id").distinct()) if excludes_heard(cfg) else None
         with timer.phase("lists"):
             lists, versions = source_lists(spark, cfg, events, heard, work)

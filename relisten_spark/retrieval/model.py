@@ -61,15 +61,19 @@ class Block(nn.Module):
         )
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-        """``x`` ``[B, L, d]``; ``allowed`` ``[B, 1, L, L]`` (True = the query may attend the key)."""
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """``x`` ``[B, L, d]``; ``allowed`` ``[B, 1, L, L]`` (True = the query may attend the key).
+        Returns ``[B, L, d]``, or with ``last_only`` the last position's output ``[B, 1, d]`` (the
+        other queries skipped)."""
         b, length, d = x.shape
         q, k, v = (
             self.qkv(self.norm1(x)).view(b, length, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         )
+        if last_only:
+            q, allowed, x = q[:, :, -1:], allowed[:, :, -1:], x[:, -1:]
         drop = self.dropout if self.training else 0.0
         attended = nnf.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=drop)
-        x = x + self.drop(self.out(attended.transpose(1, 2).reshape(b, length, d)))
+        x = x + self.drop(self.out(attended.transpose(1, 2).reshape(b, x.shape[1], d)))
         return x + self.drop(self.ffn(self.norm2(x)))
 
 
@@ -120,8 +124,11 @@ class Retriever(nn.Module):
         genres: torch.Tensor,
         languages: torch.Tensor,
         sources: torch.Tensor,
+        *,
+        last_only: bool = False,
     ) -> torch.Tensor:
-        """Outputs ``[B, L, d]`` of left-padded token ``[B, L]`` int64 tensors (L <= max_len)."""
+        """Outputs ``[B, L, d]`` of left-padded token ``[B, L]`` int64 tensors (L <= max_len); with
+        ``last_only`` the last position's ``[B, 1, d]`` (the last block computes no other query)."""
         length = items.shape[1]
         if length > self.hyper.max_len:
             raise ValueError(f"sequence length {length} is over max_len {self.hyper.max_len}")
@@ -136,8 +143,9 @@ class Retriever(nn.Module):
         causal = torch.ones(length, length, dtype=torch.bool, device=items.device).tril()
         eye = torch.eye(length, dtype=torch.bool, device=items.device)
         allowed = (causal & valid[:, None, :]) | eye  # a padded query attends itself only (no NaN)
-        for block in self.blocks:
-            x = block(x, allowed[:, None])
+        last = len(self.blocks) - 1
+        for i, block in enumerate(self.blocks):
+            x = block(x, allowed[:, None], last_only and i == last)
         return self.norm(x)
 
     def forward(self, *tokens: torch.Tensor, candidates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -148,7 +156,7 @@ class Retriever(nn.Module):
     def user_vectors(self, *tokens: torch.Tensor) -> torch.Tensor:
         """The user vectors ``[B, d]`` of the five token tensors (:meth:`encode`): the output at
         the last position."""
-        return self.encode(*tokens)[:, -1]
+        return self.encode(*tokens, last_only=True)[:, -1]
 
 
 def _init(module: nn.Module) -> None:

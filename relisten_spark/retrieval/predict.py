@@ -68,7 +68,7 @@ class RetrieverModel:
             torch.as_tensor(np.asarray(a, dtype=np.int64))
             for a in (items, artists, genres, languages, sources)
         ]
-        with torch.no_grad():
+        with torch.inference_mode():
             return self.model.user_vectors(*arrays).numpy().astype(np.float32, copy=False)
 
 

@@ -102,7 +102,7 @@ def model_lists(
     folder = nearest.resolve_retriever(cfg.models.root, version)
     period_users = hold.period.select("msno").distinct()
     top = nearest.retriever_lists(
-        spark, cfg.models.root, folder, hold.before, period_users, hold.heard, k, block
+        spark, cfg.models.root, folder, hold.before, period_users, hold.heard is not None, k, block
     )
     out = {name: top}
     if name != RETRIEVER:

@@ -196,7 +196,7 @@ def encode_events(events: DataFrame, items: DataFrame, sources: DataFrame) -> Da
     )
     coded = (
         events.withColumn("source_token", source_token(events))
-        .join(tokens, "song_id", "left")
+        .join(F.broadcast(tokens), "song_id", "left")  # a row per song: one shuffle (by user) less
         .join(F.broadcast(sources), "source_token", "left")
         .drop("source_token")
     )
@@ -215,11 +215,16 @@ def _tokens(events: Column) -> list[Column]:
     return [events[column].cast("array<int>").alias(token) for token, column in _TOKEN_COLUMNS.items()]
 
 
-def last_events(rows: DataFrame, n: int, key: str = "user_index") -> DataFrame:
+def last_events(rows: DataFrame, n: int, key: str = "user_index", heard: bool = False) -> DataFrame:
     """``[key, items, artists, genres, languages, sources]``: each ``key``'s last ``n`` rows of
-    ``rows`` (token columns of :func:`encode_events` and ``idx``) by ``idx``, in time order."""
+    ``rows`` (token columns of :func:`encode_events` and ``idx``) by ``idx``, in time order; with
+    ``heard`` also ``heard array<int>``, the distinct known item indices of all its rows, ascending."""
     start = F.greatest(F.size("_ev") - F.lit(n) + 1, F.lit(1))
-    return _user_events(rows, key).select(key, *_tokens(F.slice(F.col("_ev"), start, F.lit(n))))
+    columns = [F.col(key), *_tokens(F.slice(F.col("_ev"), start, F.lit(n)))]
+    if heard:
+        known = F.filter(F.col("_ev.item_index"), lambda i: i > 0)
+        columns.append(F.array_sort(F.array_distinct(known)).cast("array<int>").alias("heard"))
+    return _user_events(rows, key).select(*columns)
 
 
 def windows(rows: DataFrame, n: int, key: str = "user_index") -> DataFrame:

@@ -17,8 +17,8 @@ excluded here: the surfaces filter the candidates later, which is why callers as
 ``scoring.candidates + scoring.candidate_margin`` songs.
 
 Tie-break: equal scores rank by ``song_id`` ascending (songs are sorted by id inside a shard);
-which of several songs tied exactly at the k-th score makes the cut is decided by torch's
-selection and is stable for the same input.
+of several songs tied exactly at the k-th score, those of the larger factor norm, then the lower
+``song_id``, make the cut (:func:`~relisten_spark.retrieval.nearest.block_top_k`).
 """
 
 from __future__ import annotations

@@ -89,9 +89,8 @@ def build_teacher(
     history = frames.events.where(F.col("idx") < cutoff)
     users = held.persist(sample_users(history, cfg))
     m = cfg.retriever.finetune.candidates
-    heard = nearest.heard_pairs(history, users)
     top = nearest.retriever_lists(
-        spark, cfg.models.root, parent, history, users, heard, m, cfg.scoring.block_size
+        spark, cfg.models.root, parent, history, users, True, m, cfg.scoring.block_size
     )
     lists = held.persist(top)
     one, surface = teacher_config(cfg)

@@ -51,7 +51,21 @@ def test_user_vector_ignores_left_padding_and_is_the_last_output(model) -> None:
         padded = model.user_vectors(*_tokens([0, 0, 0, 3, 5, 7]))
         outputs = model.encode(*_tokens([3, 5, 7]))
     assert torch.allclose(short, padded, atol=1e-6)
-    assert torch.equal(short, outputs[:, -1])
+    assert torch.allclose(short, outputs[:, -1], atol=1e-6)
+
+
+def test_user_vectors_skip_the_other_queries_and_equal_the_full_encoding(model) -> None:
+    """The last block computes the last query only; a batch of mixed lengths gives the full
+    encoding's last position all the same."""
+    rows = [[0] * (6 - n) + [1 + (3 * n + j) % 9 for j in range(n)] for n in range(1, 7)]
+    batch = [torch.cat(parts) for parts in zip(*[_tokens(r) for r in rows], strict=True)]
+    with torch.no_grad():
+        full = model.encode(*batch)[:, -1]
+        last = model.encode(*batch, last_only=True)
+        fast = model.user_vectors(*batch)
+    assert last.shape == (6, 1, 16)
+    assert torch.allclose(fast, full, atol=1e-6)
+    assert not torch.allclose(fast[0], fast[1])
 
 
 def test_attention_is_causal(model) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from retrieval_fixtures import save_tiny_retriever, write_bronze
 
 from relisten_spark import lake
@@ -30,8 +31,35 @@ def test_block_top_k_leaves_out_excluded_pairs() -> None:
     pos, val = nearest.block_top_k(
         users[:1], items[:2], k=2, block_size=1, exclude=(np.array([0]), np.array([0]))
     )
-    assert pos.tolist() == [[1, 0]]
-    assert val[0, 1] == -np.inf  # fewer eligible items than k: the excluded one comes last, as -inf
+    assert pos.tolist() == [[1, -1]]
+    assert val[0, 1] == -np.inf  # fewer eligible items than k: the list ends with -inf at -1
+
+
+@pytest.mark.parametrize("block_size", [7, 64, 100, 700])
+def test_block_top_k_equals_a_full_sort_with_exclusions(block_size: int) -> None:
+    """The contender search (groups of 64 scores, padded tails) keeps exactly the full sort's lists."""
+    rng = np.random.default_rng(block_size)
+    users = rng.normal(size=(9, 8)).astype(np.float32)
+    items = rng.normal(size=(700, 8)).astype(np.float32)
+    rows, cols = rng.integers(0, 9, 2000), rng.integers(0, 700, 2000)
+    pos, val = nearest.block_top_k(users, items, k=25, block_size=block_size, exclude=(rows, cols))
+    scores = torch.from_numpy(users) @ torch.from_numpy(items).T
+    scores[torch.from_numpy(rows), torch.from_numpy(cols)] = -torch.inf
+    for u in range(9):
+        want = np.lexsort((np.arange(700), -scores[u].numpy()))[:25]
+        assert pos[u].tolist() == want.tolist()
+        assert np.allclose(val[u], scores[u].numpy()[want], atol=1e-5)
+
+
+@pytest.mark.parametrize("block_size", [1, 5, 64, 100])
+def test_block_top_k_keeps_the_lower_positions_of_plays_tied_at_the_cut(block_size: int) -> None:
+    """Popularity (one-dimensional scores, many ties): the list is exactly the first ``k`` of a
+    sort by plays descending, then position."""
+    rng = np.random.default_rng(block_size)
+    plays = rng.integers(0, 6, size=(300, 1)).astype(np.float32)
+    pos, _ = nearest.block_top_k(np.ones((2, 1), np.float32), plays, k=40, block_size=block_size)
+    want = np.lexsort((np.arange(300), -plays[:, 0]))[:40]
+    assert pos.tolist() == [want.tolist()] * 2
 
 
 def _lists(rows: list[Any]) -> dict[str, list[str]]:
@@ -61,6 +89,23 @@ def test_mix_takes_quotas_in_order_then_fills(spark: Any) -> None:
     assert source[("v", "a")] == "retriever"
 
 
+def test_mix_of_one_source_is_its_list_cut_at_k(spark: Any) -> None:
+    schema = "msno string, song_id string, score double, rank int"
+    popular = spark.createDataFrame(
+        [("u", s, 10.0 - r, r) for r, s in enumerate(["b", "x", "y"], 1)] + [("v", "a", 9.0, 1)], schema
+    )
+    alone = candidates.mix({"popular": popular}, {"popular": 1}, k=2)
+    empty = spark.createDataFrame([], schema)
+    general = candidates.mix({"popular": popular, "svd": empty}, {"popular": 1, "svd": 1}, k=2)
+    rows = sorted(alone.collect())
+    assert rows == sorted(general.collect())
+    assert [(r["msno"], r["song_id"], r["rank"], r["source"]) for r in rows] == [
+        ("u", "b", 1, "popular"),
+        ("u", "x", 2, "popular"),
+        ("v", "a", 1, "popular"),
+    ]
+
+
 @pytest.fixture(scope="module")
 def tiny(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Config, str]:
     base = tmp_path_factory.mktemp("cands")
@@ -87,19 +132,22 @@ def test_retriever_lists_are_the_exact_top_k_without_heard_songs(
     cfg, version = tiny
     folder = nearest.resolve_retriever(cfg.models.root, version)
     events = lake.read(spark, lake.table_path(cfg.lake.root, "bronze", "events"))
-    heard = events.select("msno", "song_id").distinct()
-    inputs = nearest.retriever_inputs(spark, folder, events, heard)
+    inputs = nearest.retriever_inputs(spark, folder, events, exclude_heard=True)
     got = _lists(nearest.retriever_top_k(inputs, cfg.models.root, version, k=4, block_size=2).collect())
 
     model = load_retriever(cfg.models.root, version)
     matrix, songs = model.item_matrix(), model.items["song_id"].tolist()
     by_user = {r["msno"]: r for r in inputs.collect()}
+    played: dict[str, set[str]] = {}
+    for r in events.select("msno", "song_id").collect():
+        played.setdefault(r["msno"], set()).add(r["song_id"])
     for user, row in by_user.items():
         tokens = [
             np.array([row[t]], dtype=np.int64) for t in ("items", "artists", "genres", "languages", "sources")
         ]
         scores = (model.user_vectors(*tokens) @ matrix.T)[0]
-        unheard = [i for i in range(1, len(songs)) if i not in set(row["heard"])]
+        assert row["heard"] == sorted(i for i in range(1, len(songs)) if songs[i] in played[user])
+        unheard = [i for i in range(1, len(songs)) if songs[i] not in played[user]]
         want = sorted(unheard, key=lambda i: (-scores[i], i))[:4]
         assert got.get(user, []) == [songs[i] for i in want]
     assert "u2" not in got or "s1" not in got["u2"]  # heard
