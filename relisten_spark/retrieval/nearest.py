@@ -96,7 +96,7 @@ def block_top_k(
     The items are scanned by norm descending. Once a user's list is full, only the block's scores
     above its current ``k``-th best can enter it: those few are gathered and merged (no top-k
     selection over the whole block); and once no remaining item's norm bound reaches any user's
-    ``k``-th best, the scan stops (trained item tables are skewed: a few percent of the items
+    ``k``-th best, the scan stops (the retriever trained at full scale: about 1 % of the items
     at most). Exact: a stopped scan leaves out only items that score below every list's end.
 
     >>> pos, val = block_top_k(np.ones((1, 1), np.float32), np.array([[1.], [3.], [2.]], np.float32), 2, 2)
