@@ -129,11 +129,10 @@ def block_top_k(
         if threshold is None:  # filling the lists
             new_val, new_pos = scores, torch.arange(start, start + block.shape[0]).expand(n_users, -1)
         else:
-            contenders = _above(scores, threshold)
+            contenders = _above(scores, threshold, start)
             if contenders is None:
                 continue
             new_val, new_pos = contenders
-            new_pos = new_pos + start
         # stable: among equal scores the earlier scanned item stays ahead (the list, then the block)
         cand_val, keep = torch.sort(
             torch.cat([best_val, new_val], dim=1), dim=1, descending=True, stable=True
@@ -141,7 +140,8 @@ def block_top_k(
         best_val, keep = cand_val[:, :kk], keep[:, :kk]
         best_pos = torch.gather(torch.cat([best_pos, new_pos], dim=1), 1, keep)
     val = best_val.numpy()
-    pos = np.where(np.isneginf(val), -1, scan.positions[best_pos.numpy().clip(0)])  # padding: -1
+    # -inf entries (padding at -1, or excluded pairs of a short list) carry no item
+    pos = np.where(np.isneginf(val), -1, scan.positions[best_pos.numpy().clip(0)])
     order = np.lexsort((pos, -val), axis=1)
     return np.take_along_axis(pos, order, axis=1), np.take_along_axis(val, order, axis=1)
 
@@ -149,9 +149,12 @@ def block_top_k(
 _GROUP = 64  # scores per group of the contender search
 
 
-def _above(scores: torch.Tensor, threshold: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """(values, block positions) ``[B, w]``: each row's scores above its ``threshold``, side by
-    side, rows padded with ``-inf`` at position -1; None when no row has one.
+def _above(
+    scores: torch.Tensor, threshold: torch.Tensor, start: int
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(values, scan positions) ``[B, w]``: each row's scores above its ``threshold``, side by
+    side (the block's first column is scan position ``start``), rows padded with ``-inf`` at
+    position -1; None when no row has one.
 
     The scores are cut into groups of :data:`_GROUP`; a group's maximum (a cheap vectorised
     reduction) tells whether it holds a contender, and only those groups are searched.
@@ -172,7 +175,7 @@ def _above(scores: torch.Tensor, threshold: torch.Tensor) -> tuple[torch.Tensor,
     values = torch.full((n_rows, most), -torch.inf)
     positions = torch.full((n_rows, most), -1, dtype=torch.int64)
     values[rows, slots] = found[hit, offset]
-    positions[rows, slots] = hit_groups[hit] * _GROUP + offset
+    positions[rows, slots] = start + hit_groups[hit] * _GROUP + offset
     return values, positions
 
 
