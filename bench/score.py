@@ -2,6 +2,7 @@
 
     python bench/score.py [--root DIR] [--raw DIR] [--users 34403 --songs 419839 --events 9934208]
                           [--candidates 200] [--top-n 20] [--nets] [--driver-memory 14g]
+                          [--event-log DIR]
 
 Prepares what scoring needs under ``--root`` when it is not there yet (each step is skipped when
 its output exists, so a second run times scoring only): synthetic data, ingest, the serving
@@ -14,11 +15,16 @@ profile), the nets with ``--nets``, and the stack. Then runs `relisten score` on
   state tables from the serving feature rows, the pair features built in the scoring tasks, and
   the ensemble in the same tasks), the seconds the tasks spent in model code (summed over tasks;
   divide by the cores for wall), the Delta writes and the coverage check.
+
+``--event-log DIR`` writes Spark's event log of the run there (uncompressed; read it with
+``bench/event_log.py`` for the wall and task time of each stage and operator). The log covers the
+whole application, so give it to a run whose preparation is done.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -55,8 +61,20 @@ def config(args: argparse.Namespace) -> Config:
             f"scoring.candidates={args.candidates}",
             f"scoring.top_n={args.top_n}",
             f"scoring.run_date={args.run_date}",
+            *([event_log_override(args.event_log)] if args.event_log else []),
         ],
     )
+
+
+def event_log_override(folder: str) -> str:
+    """The ``--set`` item that makes Spark write an uncompressed event log into ``folder``."""
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    conf = {
+        "spark.eventLog.enabled": "true",
+        "spark.eventLog.dir": Path(folder).absolute().as_uri(),
+        "spark.eventLog.compress": "false",
+    }
+    return "spark.conf=" + json.dumps(conf)
 
 
 def prepare(cfg: Config, with_nets: bool) -> None:
@@ -128,6 +146,7 @@ def main() -> int:
     parser.add_argument("--partitions", type=int, default=16)
     parser.add_argument("--driver-memory", default="14g")
     parser.add_argument("--nets", action="store_true", help="train and use JENN and F-ELU-Net too")
+    parser.add_argument("--event-log", default=None, help="write Spark's event log of the run here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("py4j", "pyspark"):

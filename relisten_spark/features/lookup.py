@@ -1,4 +1,4 @@
-"""Broadcast lookups of per-entity tables, packed into typed arrays (the feature job's assembly)."""
+"""Broadcast lookups of per-entity tables, packed into typed arrays (feature assembly, scoring pairs)."""
 
 from __future__ import annotations
 

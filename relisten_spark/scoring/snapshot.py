@@ -18,8 +18,11 @@ factors, and aggregates the rows once with each family's "state now" form:
   the SVD dot products.
 
 The pairs are then clustered by user (a shuffle of the narrow frame only), both states are
-broadcast-joined, and each family turns its state into its features (its ``*_from_state``
-columns), so the wide feature rows are built in the scoring tasks and never shuffled.
+broadcast-joined as packed lookups (:func:`~relisten_spark.features.lookup.packed_lookup`: one
+array per data type, so the joins keep few fields and stay in generated code, and the row of
+several hundred columns is built once, by the final projection), and each family turns its state
+into its features (its ``*_from_state`` columns), so the wide feature rows are built in the
+scoring tasks and never shuffled.
 ``tests/scoring/test_snapshot.py`` checks every serving column against compute_features with
 the candidates appended (the definition). Candidate songs are songs of the log
 (:func:`~relisten_spark.scoring.surfaces.song_catalog`); a user without events (a member only)
@@ -44,6 +47,7 @@ from relisten_spark.features.catalogue import SOURCE_SHARE_CODES
 from relisten_spark.features.columns import rows_before, rows_state, share
 from relisten_spark.features.embeddings import SvdFactors, add_svd_dots, read_factors
 from relisten_spark.features.encode import LabelCodes
+from relisten_spark.features.lookup import packed_lookup
 from relisten_spark.features.neighbors import (
     flag_columns,
     last_event_state,
@@ -334,14 +338,23 @@ def pair_features(
     songs = song_state(pairs.select("song_id").distinct(), song_t, history, per_song, factors)
 
     narrow = _narrow(pairs, by_surface, song_t, rows, factors, fill)
-    wide = narrow.repartition("msno").join(F.broadcast(users), "msno", "left")  # narrow rows shuffled
-    wide = wide.join(F.broadcast(songs), "song_id", "left")
+    narrow = narrow.repartition("msno")  # only the narrow rows are shuffled
+    wide, user_columns = packed_lookup(narrow, users, "msno", "msno", _state_columns(users, "msno"), "_lu")
+    wide, song_columns = packed_lookup(
+        wide, songs, "song_id", "song_id", _state_columns(songs, "song_id"), "_ls"
+    )
+    wide = wide.select(*narrow.columns, *user_columns, *song_columns)
     computed = from_state(now, shape, ctxs, gap_fill)
     wide = wide.select("*", *[c.alias(n) for n, c in computed.items()])
     wide = wide.select("*", *flag_columns(include_after=False), *membership_time_columns())
     return cluster_by_user(
         wide.select("surface", "msno", "song_id", "artist_key", *output_columns(shape, PROFILE))
     )
+
+
+def _state_columns(state: DataFrame, key: str) -> dict[str, str]:
+    """Every column of a state table but its key, under its own name (for ``packed_lookup``)."""
+    return {c: c for c in state.columns if c != key}
 
 
 def _check_songs(pairs: DataFrame, history: DataFrame) -> None:

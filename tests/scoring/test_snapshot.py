@@ -230,6 +230,23 @@ def test_pair_rows_arrive_clustered_by_user(spark, lake_with_features) -> None:
     assert sum(len(set(u)) for u in lists) == len({m for u in lists for m in u})
 
 
+@pytest.mark.slow
+def test_state_lookups_run_in_generated_code(spark, lake_with_features) -> None:
+    """The user and song states (hundreds of columns) join as packed arrays: a join whose output
+    had them flat would exceed spark.sql.codegen.maxFields and run outside generated code."""
+    cfg, frames = lake_with_features
+    codes = score.surface_codes(spark, cfg)
+    features = snapshot.pair_features(spark, cfg, frames, _pairs(spark), codes)
+    features.collect()  # the adaptive plan is final once it ran
+    plan = spark._jvm.PythonSQLUtils.explainString(features._jdf.queryExecution(), "simple")
+    final = plan.split("== Final Plan ==")[1].split("== Initial Plan ==")[0]
+    joins = [line for line in final.splitlines() if "BroadcastHashJoin" in line]
+    depth = {line: len(line) - len(line.lstrip(" :+-")) for line in joins}
+    state_joins = sorted(joins, key=depth.__getitem__)[:2]  # the last two joins: the pair rows' lookups
+    assert len(state_joins) == 2, final
+    assert all(j.lstrip(" :+-").startswith("*(") for j in state_joins), final  # '*(n)': in a codegen stage
+
+
 def test_songs_outside_the_log_are_refused(spark, lake_with_features) -> None:
     cfg, frames = lake_with_features
     pairs = spark.createDataFrame(
