@@ -127,15 +127,28 @@ def add_value_counts(pairs: DataFrame, rows: DataFrame, entity: str, values: Map
     entity's rows in the log (``rows``) carry the pair's value (null values match null values), the
     counts of P(value | entity) "now" for values that come with the pair.
 
-    ``pairs`` and ``rows``: ``[<entity>, <value columns> ...]``."""
-    out = pairs
-    for name, value in values.items():
-        table = rows.groupBy(F.col(entity).alias("_e"), F.col(value).alias("_v")).agg(
+    ``pairs`` and ``rows``: ``[<entity>, <value columns> ...]``. One join by the entity: each
+    entity's counts per value as one map per value column (and its count of null values), so
+    ``pairs`` is shuffled at most once, by the entity, and not at all when it is hash-partitioned
+    by it already (one join per value column shuffled the whole frame once per column)."""
+    state = None
+    for i, value in enumerate(values.values()):
+        counts = rows.groupBy(F.col(entity).alias("_e"), F.col(value).alias("_v")).agg(
             F.count(F.lit(1)).alias("_c")
         )
-        on = (out[entity] == table["_e"]) & out[value].eqNullSafe(table["_v"])
-        joined = out.join(table, on, "left")
-        out = joined.select(
-            *[out[c] for c in out.columns], F.coalesce(F.col("_c"), F.lit(0)).alias(f"_c_{name}")
+        known = F.when(F.col("_v").isNotNull(), F.struct("_v", "_c"))  # collect_list skips nulls
+        one = counts.groupBy("_e").agg(
+            F.map_from_entries(F.collect_list(known)).alias(f"_m{i}"),
+            F.sum(F.when(F.col("_v").isNull(), F.col("_c"))).alias(f"_n{i}"),
         )
-    return out
+        state = one if state is None else state.join(one, "_e", "full")
+    if state is None:
+        return pairs
+    joined = pairs.join(state, pairs[entity] == state["_e"], "left")
+    counted = [
+        F.coalesce(
+            F.when(pairs[value].isNull(), F.col(f"_n{i}")).otherwise(F.col(f"_m{i}")[pairs[value]]), F.lit(0)
+        ).alias(f"_c_{name}")
+        for i, (name, value) in enumerate(values.items())
+    ]
+    return joined.select(*[pairs[c] for c in pairs.columns], *counted)

@@ -287,13 +287,15 @@ def _narrow(
     fill: Mapping[str, float | None],
 ) -> DataFrame:
     """``[surface, msno, song_id, artist_key, _ctx, <source codes>, source, <SVD dots>, _c_<share>
-    ...]``: the pair columns that need a join by (user, song) or (user, value)."""
+    ...]``: the pair columns that need a join by (user, song) or (user, value), hash-partitioned by
+    ``msno`` (the only shuffle of the pair rows by user)."""
     attrs = song_t.select(
         "song_id", *[c for c in USER_ATTRIBUTE_SHARES.values() if c != "_nn_yy"], nn_value("yy", fill)
     )
     keys = pairs.select("surface", "msno", "song_id", "artist_key")  # not the pool's own `source`
     narrow = keys.join(F.broadcast(by_surface), "surface").join(F.broadcast(attrs), "song_id", "left")
-    narrow = add_value_counts(add_svd_dots(narrow, factors), rows, "msno", USER_ATTRIBUTE_SHARES)
+    narrow = add_svd_dots(narrow, factors).repartition("msno")  # the narrow rows' one shuffle by user
+    narrow = add_value_counts(narrow, rows, "msno", USER_ATTRIBUTE_SHARES)  # joins without a shuffle
     return narrow.select(
         "surface", "msno", "song_id", "artist_key", "_ctx", *SOURCE_COLUMNS, "source",
         "song_embeddings_dot", "artist_embeddings_dot", *[f"_c_{n}" for n in USER_ATTRIBUTE_SHARES],
@@ -337,8 +339,7 @@ def pair_features(
     per_song = song_history(history, now, shape, ctxs)
     songs = song_state(pairs.select("song_id").distinct(), song_t, history, per_song, factors)
 
-    narrow = _narrow(pairs, by_surface, song_t, rows, factors, fill)
-    narrow = narrow.repartition("msno")  # only the narrow rows are shuffled
+    narrow = _narrow(pairs, by_surface, song_t, rows, factors, fill)  # hash-partitioned by msno
     wide, user_columns = packed_lookup(narrow, users, "msno", "msno", _state_columns(users, "msno"), "_lu")
     wide, song_columns = packed_lookup(
         wide, songs, "song_id", "song_id", _state_columns(songs, "song_id"), "_ls"
