@@ -18,7 +18,7 @@ profile), the nets with ``--nets``, and the stack. Then runs `relisten score` on
 
 ``--event-log DIR`` writes Spark's event log of the run there (uncompressed; read it with
 ``bench/event_log.py`` for the wall and task time of each stage and operator). The log covers the
-whole application, so give it to a run whose preparation is done.
+scoring run only (the preparation runs in processes of its own).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import argparse
 import json
 import logging
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -47,23 +48,20 @@ from relisten_spark.features import label_codes
 from relisten_spark.models import registry
 
 
-def config(args: argparse.Namespace) -> Config:
+def overrides(args: argparse.Namespace) -> list[str]:
+    """The ``--set`` items of every stage this bench runs (the event log's excluded)."""
     size = {"users": args.users, "songs": args.songs, "events": args.events}
-    return load_config(
-        None,
-        [
-            *scale_overrides(args.root, args.raw, size, args.partitions, args.driver_memory),
-            "features.profile=serving",
-            "gbdt.profile=serving",
-            "nets.profile=serving",
-            "stack.profile=serving",
-            "scoring.profile=serving",
-            f"scoring.candidates={args.candidates}",
-            f"scoring.top_n={args.top_n}",
-            f"scoring.run_date={args.run_date}",
-            *([event_log_override(args.event_log)] if args.event_log else []),
-        ],
-    )
+    return [
+        *scale_overrides(args.root, args.raw, size, args.partitions, args.driver_memory),
+        "features.profile=serving",
+        "gbdt.profile=serving",
+        "nets.profile=serving",
+        "stack.profile=serving",
+        "scoring.profile=serving",
+        f"scoring.candidates={args.candidates}",
+        f"scoring.top_n={args.top_n}",
+        f"scoring.run_date={args.run_date}",
+    ]
 
 
 def event_log_override(folder: str) -> str:
@@ -77,8 +75,12 @@ def event_log_override(folder: str) -> str:
     return "spark.conf=" + json.dumps(conf)
 
 
-def prepare(cfg: Config, with_nets: bool) -> None:
-    """Run the stages scoring depends on, skipping those whose output is there."""
+def prepare(sets: list[str], with_nets: bool) -> None:
+    """Run the stages scoring depends on, skipping those whose output is there. Each stage runs
+    in its own process, as a user runs the commands: in one process the JVM keeps the heap the
+    feature job grew, and at full scale (``--driver-memory 14g``, 23 GB of memory) the kernel
+    killed it while LightGBM's two tasks loaded the training rows."""
+    cfg = load_config(None, sets)
     root = cfg.lake.root
     steps = [
         ("generate", (Path(cfg.data.raw_dir) / "train.csv").is_file()),
@@ -94,8 +96,10 @@ def prepare(cfg: Config, with_nets: bool) -> None:
             print(f"prepare: {stage} output found, skipped")
             continue
         print(f"prepare: running {stage} ...", flush=True)
-        for label, _summary, seconds in run_command(stage, cfg):
-            print(f"prepare: {label} done in {seconds:.0f} s", flush=True)
+        started = time.perf_counter()
+        command = [sys.executable, "-m", "relisten_spark", stage, *[f"--set={item}" for item in sets]]
+        subprocess.run(command, check=True)
+        print(f"prepare: {stage} done in {time.perf_counter() - started:.0f} s", flush=True)
 
 
 def _has_model(cfg: Config, name: str) -> bool:
@@ -152,8 +156,9 @@ def main() -> int:
     for noisy in ("py4j", "pyspark"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
-    cfg = config(args)
-    prepare(cfg, args.nets)
+    sets = overrides(args)
+    prepare(sets, args.nets)
+    cfg = load_config(None, [*sets, *([event_log_override(args.event_log)] if args.event_log else [])])
     with PeakMemory() as memory:
         started = time.perf_counter()
         ((_, summary, _),) = run_command("score", cfg)

@@ -36,6 +36,15 @@ def test_the_local_session_uses_the_log4j2_file(spark) -> None:
     assert f"-Dlog4j2.configurationFile={LOG4J}" in options
 
 
+@pytest.mark.spark
+def test_the_local_jvm_compiles_huge_generated_methods(spark) -> None:
+    """Wide projections generate methods over the JIT's 8,000-bytecode limit; the flag is on the
+    running JVM, not only in the conf."""
+    jvm = spark.sparkContext._jvm
+    arguments = list(jvm.java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments())
+    assert "-XX:-DontCompileHugeMethods" in arguments
+
+
 def _plain_env() -> dict[str, str]:
     """The environment of a shell where the venv was never activated."""
     venv_bin = str(ROOT / ".venv" / "bin")

@@ -162,9 +162,9 @@ def add_svd_dots(ev: DataFrame, factors: SvdFactors) -> DataFrame:
     v = _packed(factors.song, "song_id", "song_component", (1.0,) * k, "_v")
     uas = _packed(factors.member_artist, "msno", "member_artist_component", factors.artist_values, "_uas")
     va = _packed(factors.artist, "artist_name", "artist_component", ones, "_va")
-    joined = (  # the song factors first: their shuffle of ``ev`` should not carry the user vectors
-        ev.join(v, ev["song_id"] == v["__v_key"], "left")
-        .join(F.broadcast(us), ev["msno"] == us["__us_key"], "left")
+    joined = (
+        ev.join(F.broadcast(us), ev["msno"] == us["__us_key"], "left")
+        .join(v, ev["song_id"] == v["__v_key"], "left")
         .join(F.broadcast(uas), ev["msno"] == uas["__uas_key"], "left")
         .join(F.broadcast(va), ev["artist_name"] == va["__va_key"], "left")
     )
