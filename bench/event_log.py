@@ -93,11 +93,8 @@ def read(path: str) -> Log:
         elif kind == "SparkListenerStageCompleted":
             info = event["Stage Info"]
             accs = {a["ID"]: a.get("Value") for a in info.get("Accumulables", [])}
-            run = next(
-                (float(a["Value"]) for a in info.get("Accumulables", [])
-                 if a.get("Name") == "internal.metrics.executorRunTime"),
-                0.0,
-            )  # fmt: skip
+            by_name = {a.get("Name"): a.get("Value") for a in info.get("Accumulables", [])}
+            run = float(by_name.get("internal.metrics.executorRunTime") or 0)
             wall = (info.get("Completion Time", 0) - info.get("Submission Time", 0)) / 1000
             log.stages[info["Stage ID"]] = (info["Stage Name"], info["Number of Tasks"], wall, run / 1000)
             for acc, value in accs.items():

@@ -238,8 +238,7 @@ def test_state_lookups_run_in_generated_code(spark, lake_with_features) -> None:
     codes = score.surface_codes(spark, cfg)
     features = snapshot.pair_features(spark, cfg, frames, _pairs(spark), codes)
     features.collect()  # the adaptive plan is final once it ran
-    plan = spark._jvm.PythonSQLUtils.explainString(features._jdf.queryExecution(), "simple")
-    final = plan.split("== Final Plan ==")[1].split("== Initial Plan ==")[0]
+    final = features._jdf.queryExecution().executedPlan().toString().split("== Initial Plan ==")[0]
     joins = [line for line in final.splitlines() if "BroadcastHashJoin" in line]
     depth = {line: len(line) - len(line.lstrip(" :+-")) for line in joins}
     state_joins = sorted(joins, key=depth.__getitem__)[:2]  # the last two joins: the pair rows' lookups
