@@ -1,7 +1,8 @@
 """Benchmark of `relisten ingest` + `relisten features` end to end on synthetic KKBOX data.
 
     python bench/features.py [--users N --songs N --events N --seed S --raw DIR --lake DIR
-                              --profile full|serving --driver-memory 12g --skip-ingest]
+                              --profile full|serving --driver-memory 12g --skip-ingest
+                              --set KEY=VALUE ...]
 
 Defaults to the full KKBOX scale (34,403 users, 419,839 songs, 9,934,208 events); the CSV files
 are generated into ./data/bench/full unless they are already there (reused). Prints the wall time
@@ -46,6 +47,7 @@ def main() -> int:
     parser.add_argument("--profile", choices=["full", "serving"], default="full")
     parser.add_argument("--driver-memory", default="12g")
     parser.add_argument("--skip-ingest", action="store_true", help="reuse the bronze tables of --lake")
+    parser.add_argument("--set", action="append", default=[], help="KEY=VALUE config override (repeatable)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -66,6 +68,7 @@ def main() -> int:
             f"lake.root={args.lake}",
             f"data.raw_dir={raw}",
             f"features.profile={args.profile}",
+            *args.set,
         ],
     )
     with PeakMemory() as memory:

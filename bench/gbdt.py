@@ -22,7 +22,7 @@
 
     python bench/gbdt.py --part a --rows 500000 --features 100
     python bench/gbdt.py --part predict --rows 200000 --features 305
-    python bench/gbdt.py --part b --lake ./lakehouse --tasks 2
+    python bench/gbdt.py --part b --lake ./lakehouse --tasks 2 [--param enable_bundle=false]
     python bench/gbdt.py --part levers --lake ./lakehouse --rounds 100
 """
 
@@ -103,6 +103,7 @@ def part_a(rows: int, features: int, rounds: int, seed: int) -> None:
         out = train_barrier(spark, TrainRows(fit, None, names, []), settings, num_tasks=2)
         barrier_wall = time.perf_counter() - started
         barrier_train = max(r["seconds"] for r in out.ranks)
+        barrier_first = max(r["first_round_seconds"] for r in out.ranks)
         barrier_read = max(r.get("read_seconds", float("nan")) for r in out.ranks)
         barrier_wait = max(r.get("wait_seconds", float("nan")) for r in out.ranks)
 
@@ -123,6 +124,7 @@ def part_a(rows: int, features: int, rounds: int, seed: int) -> None:
     print(f"{'':34}{'barrier, 2 tasks x 1 thread':>30}{'lightgbm.train, 2 threads':>28}")
     print(f"{'wall time (s)':34}{barrier_wall:>30.1f}{single_wall:>28.1f}")
     print(f"{'  of which lightgbm.train (s)':34}{barrier_train:>30.1f}{single_wall:>28.1f}")
+    print(f"{'    network + binning + round 1 (s)':34}{barrier_first:>30.1f}{'':>28}")
     print(f"{'  reading rows in the tasks (s)':34}{barrier_read:>30.1f}{'':>28}")
     print(f"{'  waiting for the peers (s)':34}{barrier_wait:>30.1f}{'':>28}")
     print(f"{'eval AUC':34}{auc_barrier:>30.5f}{auc_single:>28.5f}")
@@ -181,9 +183,13 @@ class LakeRows:
     settings: presets.TrainSettings
 
 
-def lake_rows(lake_root: str, preset: str, rounds: int, tasks: int, part: str) -> LakeRows | None:
-    """A session over ``tasks`` cores and the lake's full features; None (with a line) without them."""
-    cfg = load_config(None, [f"lake.root={lake_root}", f"gbdt.preset={preset}", "gbdt.profile=full"])
+def lake_rows(
+    lake_root: str, preset: str, rounds: int, tasks: int, part: str, params: list[str] | None = None
+) -> LakeRows | None:
+    """A session over ``tasks`` cores and the lake's full features; None (with a line) without them.
+    ``params``: ``KEY=VALUE`` LightGBM parameters laid over the preset (``gbdt.params.KEY``)."""
+    sets = [f"lake.root={lake_root}", f"gbdt.preset={preset}", "gbdt.profile=full"]
+    cfg = load_config(None, sets + [f"gbdt.params.{p}" for p in params or []])
     path = features_path(cfg)
     if not lake.exists(path):
         print(f"({part}) not measured: no silver.features at {path} (run `relisten features` first)")
@@ -196,8 +202,8 @@ def lake_rows(lake_root: str, preset: str, rounds: int, tasks: int, part: str) -
     return LakeRows(spark, table, names, categorical, settings)
 
 
-def part_b(lake_root: str, tasks: int, rounds: int, preset: str) -> None:
-    rows = lake_rows(lake_root, preset, rounds, tasks, "b")
+def part_b(lake_root: str, tasks: int, rounds: int, preset: str, params: list[str]) -> None:
+    rows = lake_rows(lake_root, preset, rounds, tasks, "b", params)
     if rows is None:
         return
     spark, names, categorical, settings = rows.spark, rows.names, rows.categorical, rows.settings
@@ -208,11 +214,14 @@ def part_b(lake_root: str, tasks: int, rounds: int, preset: str) -> None:
         out = train_barrier(spark, TrainRows(fit, None, names, categorical), settings, num_tasks=tasks)
         wall = time.perf_counter() - started
     train_s = max(r["seconds"] for r in out.ranks)
+    first_s = max(r["first_round_seconds"] for r in out.ranks)
     eval_pdf = rows.table.where(F.col("eval_split") == "eval").select("target", *names).toPandas()
     scores = lgb.Booster(model_str=out.model).predict(eval_pdf[names].to_numpy(np.float64), num_threads=tasks)
     auc = roc_auc_score(eval_pdf["target"].to_numpy(), scores)
-    print(f"\n(b) {n:,} fit rows x {len(names)} features, {preset} preset, {rounds} rounds, {tasks} task(s)")
+    laid = f"{preset} preset" + (f" with {', '.join(params)}" if params else "")
+    print(f"\n(b) {n:,} fit rows x {len(names)} features, {laid}, {rounds} rounds, {tasks} task(s)")
     print(f"seconds per 100 rounds: {100 * train_s / rounds:.1f} (lightgbm.train in the slowest task)")
+    print(f"  of which until the first round ended (network, binning, round 1): {first_s:.1f} s")
     print(f"whole barrier stage: {wall:.1f} s (reading, shuffling and converting the rows included)")
     print(f"peak memory (driver + JVM + Python workers): {memory.peak / 2**30:.1f} GiB")
     print(f"eval AUC ({len(eval_pdf):,} rows): {auc:.5f}")
@@ -308,6 +317,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--levers", default=None, help="(levers) comma-separated names to run (default all)")
     parser.add_argument("--preset", default="thesis", choices=["thesis", "thesis_exact"], help="(b) preset")
     parser.add_argument("--tasks", type=int, default=2, help="(b) barrier tasks")
+    parser.add_argument(
+        "--param", action="append", default=[], help="(b) KEY=VALUE LightGBM parameter over the preset"
+    )
     args = parser.parse_args(argv)
     if args.part in ("a", "both"):
         part_a(args.rows, args.features, args.rounds, args.seed)
@@ -316,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.part == "levers":
         part_levers(args.lake, args.rounds, args.levers.split(",") if args.levers else None)
     if args.part in ("b", "both"):
-        part_b(args.lake, args.tasks, args.rounds, args.preset)
+        part_b(args.lake, args.tasks, args.rounds, args.preset, args.param)
     return 0
 
 

@@ -245,6 +245,18 @@ def test_barrier_matches_single_process_lightgbm(spark, lake_cfg):
     assert abs(auc_distributed - auc_single) < 0.005
 
 
+def test_route_keys_follow_sparks_own_hash(spark):
+    """The driver computes Spark's hash partitioning itself (no job): it must agree with ``hash``."""
+    values = [0, 1, -7, 99, 12345, 2**31 - 1, -(2**31), *range(-50, 200)]
+    rows = spark.createDataFrame([(v,) for v in values], "k int").select("k", F.hash("k").alias("h"))
+    assert {r["k"]: r["h"] for r in rows.collect()} == {v: barrier.spark_hash_int(v) for v in values}
+    for n in (2, 3, 8):
+        keys = barrier._route_keys(n)
+        routed = spark.createDataFrame([(k,) for k in keys], "k int").repartition(n, "k")
+        placed = routed.rdd.mapPartitionsWithIndex(lambda i, rows: [(i, r["k"]) for r in rows]).collect()
+        assert sorted(placed) == list(enumerate(keys))
+
+
 def test_early_stopping_sees_the_same_metric_on_every_rank(spark, lake_cfg):
     fit, calib, _ = _fit_and_eval(spark, lake_cfg)
     cfg = GbdtConfig(num_boost_round=400, early_stopping_rounds=5, params={"learning_rate": 0.5})

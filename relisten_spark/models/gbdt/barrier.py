@@ -5,9 +5,10 @@
    the number of tasks); when early stopping is on, every partition also gets a copy of all
    ``calib`` rows (see "Early stopping");
 2. one barrier stage (``mapInArrow(..., barrier=True)``) runs a task per partition
-   (:mod:`relisten_spark.models.gbdt.task`). Each task turns its Arrow batches into NumPy
-   blocks, binds a free port and shares ``host:port:rows`` through
-   ``BarrierTaskContext.allGather``. Tasks without rows stay out of LightGBM's ``machines``
+   (:mod:`relisten_spark.models.gbdt.task`). Each task binds a free port and turns its Arrow
+   batches into NumPy blocks; from its first fit row on it shares ``host:port`` and whether it
+   has rows through ``BarrierTaskContext.allGather``, in a background thread that overlaps the
+   rest of the read. Tasks without rows stay out of LightGBM's ``machines``
    list and return nothing (an empty member would break the network); the others call
    ``lightgbm.train`` with ``tree_learner`` data or voting, ``num_machines``, ``machines``,
    ``local_listen_port``, ``time_out`` (from ``gbdt.network_timeout_s``),
@@ -83,22 +84,41 @@ def _check_slots(spark: SparkSession, num_tasks: int) -> None:
         )
 
 
-def _route_keys(spark: SparkSession, num_tasks: int) -> list[int]:
+_MASK = 0xFFFFFFFF
+
+
+def _rotl32(x: int, r: int) -> int:
+    return ((x << r) | (x >> (32 - r))) & _MASK
+
+
+def spark_hash_int(value: int) -> int:
+    """Spark's ``hash(value)`` of an ``int`` column (Murmur3 x86 32-bit, seed 42), as a signed int.
+
+    >>> spark_hash_int(0), spark_hash_int(1), spark_hash_int(-7)
+    (933211791, -559580957, -1618159745)
+    """
+    k = (value & _MASK) * 0xCC9E2D51 & _MASK
+    k = _rotl32(k, 15) * 0x1B873593 & _MASK
+    h = _rotl32(42 ^ k, 13)
+    h = (h * 5 + 0xE6546B64) & _MASK
+    h ^= 4  # the input's length in bytes
+    h = (h ^ (h >> 16)) * 0x85EBCA6B & _MASK
+    h = (h ^ (h >> 13)) * 0xC2B2AE35 & _MASK
+    h ^= h >> 16
+    return h - (1 << 32) if h >= 1 << 31 else h
+
+
+def _route_keys(num_tasks: int) -> list[int]:
     """Ints ``k_0..k_{n-1}`` such that ``repartition(n, col)`` sends ``k_i`` to partition ``i``.
 
-    Spark's hash partitioning is ``pmod(hash(col), n)`` (Murmur3, seed 42, the same as
-    ``F.hash``); the tasks check that each row reached the partition it was meant for.
+    Spark's hash partitioning is ``pmod(hash(col), n)`` (:func:`spark_hash_int`), computed here
+    without a Spark job; the tasks check that each row reached the partition it was meant for.
     """
-    rows = (
-        spark.range(0, 64 * num_tasks)
-        .select(F.col("id").cast("int").alias("k"))
-        .groupBy(F.expr(f"pmod(hash(k), {num_tasks})").alias("p"))
-        .agg(F.min("k").alias("k"))
-        .collect()  # at most num_tasks rows
-    )
-    keys = {int(r["p"]): int(r["k"]) for r in rows}
-    if len(keys) < num_tasks:
-        raise TrainingError(f"could not find routing keys for {num_tasks} partitions")
+    keys: dict[int, int] = {}
+    k = 0
+    while len(keys) < num_tasks:
+        keys.setdefault(spark_hash_int(k) % num_tasks, k)
+        k += 1
     return [keys[i] for i in range(num_tasks)]
 
 
@@ -120,7 +140,7 @@ def _partitioned(
     if valid is not None:
         every = spark.range(num_tasks).select(F.col("id").cast("int").alias("_part"))
         data = data.unionByName(valid.select(F.lit(True).alias("_valid"), *cols).crossJoin(every))
-    keys = F.array(*[F.lit(k) for k in _route_keys(spark, num_tasks)])
+    keys = F.array(*[F.lit(k) for k in _route_keys(num_tasks)])
     return data.withColumn("_route", F.element_at(keys, F.col("_part") + 1)).repartition(num_tasks, "_route")
 
 

@@ -1,16 +1,19 @@
 """The task side of barrier training: one LightGBM machine per Spark barrier task.
 
-A task first reads all its Arrow batches into float32 NumPy blocks (:func:`read_blocks`: one
-preallocated block per batch, filled column by column from the Arrow buffers, no pandas and
-no concatenation), then binds a free port, shares ``host:port:rows`` with
-``BarrierTaskContext.allGather``, joins LightGBM's network (tasks without rows stay out of it
-and return nothing) and trains on the list of blocks: the network starts only once the data
-is ready, so no rank waits in it while another is still reading. LightGBM is imported with
-``OMP_WAIT_POLICY=PASSIVE`` unless the environment says otherwise (:func:`lightgbm_module`).
+A task binds a free port, then reads all its Arrow batches into float32 NumPy blocks
+(:func:`read_blocks`: one preallocated block per batch, filled column by column from the Arrow
+buffers, no pandas and no concatenation). As soon as it sees its first fit row (or its input
+ends without one) it shares ``host:port`` and whether it has rows through
+``BarrierTaskContext.allGather`` in a background thread: Spark's barrier calls poll for their
+answer once a second, and that wait now overlaps the rest of the read. Then it joins LightGBM's
+network (tasks without rows stay out of it and return nothing) and trains on the list of
+blocks: the network starts only once the data is ready, so no rank waits in it while another is
+still reading. LightGBM is imported with ``OMP_WAIT_POLICY=PASSIVE`` unless the environment says
+otherwise, and inside tasks without its scikit-learn API (:func:`lightgbm_module`).
 It returns one ``info`` record (a JSON line: rows, trees, best iteration, scores, seconds
-reading, waiting for the peers and in ``lightgbm.train``) and, on rank 0, the model string in
-``model`` records of 8 MB (:data:`RESULT_SCHEMA`). The driver side is
-:mod:`relisten_spark.models.gbdt.barrier`.
+reading, waiting for the peers, in ``lightgbm.train`` and until its first round ended) and, on
+rank 0, the model string in ``model`` records of 8 MB (:data:`RESULT_SCHEMA`). The driver side
+is :mod:`relisten_spark.models.gbdt.barrier`.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -47,10 +52,23 @@ def lightgbm_module() -> ModuleType:
     OpenMP reads the policy once, when LightGBM's library loads: with it, an idle OpenMP thread
     sleeps instead of spinning, which made a 2-thread ``lightgbm.train`` ~15x faster on a busy
     machine (a process that loaded LightGBM before keeps the policy it loaded with).
+
+    Inside a Spark task LightGBM is imported without its optional scikit-learn API, which no
+    task uses: importing scikit-learn (with SciPy's statistics and pandas) took 0.65 s of the
+    0.97 s that ``import lightgbm`` cost every fresh Python worker. ``import sklearn`` itself
+    still works afterwards.
     """
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    import lightgbm
+    from pyspark import TaskContext
 
+    hide = "lightgbm" not in sys.modules and "sklearn" not in sys.modules and TaskContext.get() is not None
+    if hide:
+        sys.modules["sklearn"] = None  # type: ignore[assignment]  # `import sklearn` raises ImportError
+    try:
+        import lightgbm
+    finally:
+        if hide:
+            del sys.modules["sklearn"]
     return lightgbm
 
 
@@ -110,8 +128,14 @@ def feature_block(batch: pa.RecordBatch, features: list[str]) -> np.ndarray:
     return x
 
 
-def read_blocks(batches: Iterable[pa.RecordBatch], features: list[str], partition: int) -> Blocks:
-    """Batches ``[_part, _valid, idx, target, *features]`` of ``partition`` as :class:`Blocks`."""
+def read_blocks(
+    batches: Iterable[pa.RecordBatch],
+    features: list[str],
+    partition: int,
+    on_first_fit_row: Callable[[], None] | None = None,
+) -> Blocks:
+    """Batches ``[_part, _valid, idx, target, *features]`` of ``partition`` as :class:`Blocks`;
+    ``on_first_fit_row()`` runs once, when the first batch holding a fit row arrives."""
     blocks = Blocks()
     for batch in batches:
         if batch.num_rows == 0:
@@ -124,6 +148,8 @@ def read_blocks(batches: Iterable[pa.RecordBatch], features: list[str], partitio
         is_valid = batch.column("_valid").to_numpy(zero_copy_only=False)
         x = feature_block(batch, features)
         y = _labels(batch, partition)
+        if on_first_fit_row is not None and not blocks.fit_y and not is_valid.all():
+            on_first_fit_row()
         if not is_valid.any():  # the usual batch: fit rows only, kept without a copy
             blocks.fit_x.append(x)
             blocks.fit_y.append(y)
@@ -138,12 +164,35 @@ def read_blocks(batches: Iterable[pa.RecordBatch], features: list[str], partitio
     return blocks
 
 
-def _free_port() -> int:
-    """A port that was free a moment ago (bound to 0, read, closed right before LightGBM binds it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("", 0))
-        return int(sock.getsockname()[1])
+def _bound_socket() -> socket.socket:
+    """A socket bound to a free port: it holds the port until it is closed, right before
+    LightGBM binds the same port."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("", 0))
+    return sock
+
+
+class _Gather:
+    """``ctx.allGather(message)`` in a daemon thread: the caller goes on while the peers arrive."""
+
+    def __init__(self, ctx: Any, message: str) -> None:
+        self._answer: list[str] = []
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(ctx, message), daemon=True)
+        self._thread.start()
+
+    def _run(self, ctx: Any, message: str) -> None:
+        try:
+            self._answer = list(ctx.allGather(message))
+        except BaseException as exc:  # handed to the task's thread by result()
+            self._error = exc
+
+    def result(self) -> list[str]:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._answer
 
 
 def _task_host(ctx: Any, partition: int) -> str:
@@ -176,9 +225,12 @@ def _network_params(spec: TaskSpec, members: list[dict[str, Any]], port: int) ->
     return params
 
 
-def _fit(spec: TaskSpec, params: dict[str, Any], blocks: Blocks, partition: int) -> tuple[lgb.Booster, float]:
+def _fit(
+    spec: TaskSpec, params: dict[str, Any], blocks: Blocks, partition: int
+) -> tuple[lgb.Booster, float, float]:
     """``lightgbm.train`` on the fit blocks, early stopping on the calib rows when asked; the
-    booster and the seconds ``lightgbm.train`` took."""
+    booster, the seconds ``lightgbm.train`` took and the seconds until its first round ended
+    (joining the network and binning the rows happen before that round)."""
     lightgbm = lightgbm_module()
     train_set = lightgbm.Dataset(
         blocks.fit_x,
@@ -190,11 +242,12 @@ def _fit(spec: TaskSpec, params: dict[str, Any], blocks: Blocks, partition: int)
     blocks.fit_x = []  # the Dataset holds the blocks until it is built inside lightgbm.train
     validation = blocks.validation()
     valid_sets: list[lgb.Dataset] = []
-    callbacks: list[Callable[..., Any]] = []
+    rounds_ended: list[float] = []
+    callbacks: list[Callable[..., Any]] = [lambda env: rounds_ended.append(time.perf_counter())]
     if validation is not None and spec.early_stopping_rounds > 0:
         valid_sets = [train_set.create_valid(validation[0], validation[1])]
         stop = lightgbm.early_stopping(spec.early_stopping_rounds, first_metric_only=True, verbose=False)
-        callbacks = [stop]
+        callbacks.append(stop)
     if spec.hook is not None:
         spec.hook(partition)
     started = time.perf_counter()
@@ -206,31 +259,42 @@ def _fit(spec: TaskSpec, params: dict[str, Any], blocks: Blocks, partition: int)
         valid_names=["calib"] * len(valid_sets),
         callbacks=callbacks,
     )
-    return booster, time.perf_counter() - started
+    first_round = rounds_ended[0] - started if rounds_ended else float("nan")
+    return booster, time.perf_counter() - started, first_round
 
 
 def train_task(ctx: Any, batches: Iterable[pa.RecordBatch], spec: TaskSpec) -> Iterator[pa.RecordBatch]:
-    """One barrier task: join the network, train, report (module docstring)."""
+    """One barrier task: read, join the network, train, report (module docstring)."""
     partition = ctx.partitionId()
-    started = time.perf_counter()
-    blocks = read_blocks(batches, spec.features, partition)
-    read_seconds = time.perf_counter() - started
+    sock = _bound_socket()
+    port = int(sock.getsockname()[1])
+    host = _task_host(ctx, partition)
+    gathers: list[_Gather] = []
+
+    def announce(has_rows: bool) -> None:
+        message = {"partition": partition, "host": host, "port": port, "has_rows": has_rows}
+        gathers.append(_Gather(ctx, json.dumps(message)))
+
+    try:
+        started = time.perf_counter()
+        blocks = read_blocks(batches, spec.features, partition, on_first_fit_row=lambda: announce(True))
+        read_seconds = time.perf_counter() - started
+        if not gathers:
+            announce(False)
+        started = time.perf_counter()
+        peers = sorted((json.loads(m) for m in gathers[0].result()), key=lambda p: p["partition"])
+        wait_seconds = time.perf_counter() - started
+    finally:
+        sock.close()
     rows = blocks.fit_rows
     valid_rows = sum(len(y) for y in blocks.val_y)
-    port = _free_port()
-    message = json.dumps(
-        {"partition": partition, "host": _task_host(ctx, partition), "port": port, "rows": rows}
-    )
-    started = time.perf_counter()
-    peers = sorted((json.loads(m) for m in ctx.allGather(message)), key=lambda p: p["partition"])
-    wait_seconds = time.perf_counter() - started
-    members = [p for p in peers if p["rows"] > 0]
+    members = [p for p in peers if p["has_rows"]]
     if not members:
         raise ValueError("no task received training rows")
     if rows == 0:
         return
     rank = next(i for i, p in enumerate(members) if p["partition"] == partition)
-    booster, seconds = _fit(spec, _network_params(spec, members, port), blocks, partition)
+    booster, seconds, first_round = _fit(spec, _network_params(spec, members, port), blocks, partition)
     info = {
         "partition": partition,
         "rank": rank,
@@ -241,6 +305,7 @@ def train_task(ctx: Any, batches: Iterable[pa.RecordBatch], spec: TaskSpec) -> I
         "num_trees": int(booster.num_trees()),
         "best_score": {name: dict(scores) for name, scores in booster.best_score.items()},
         "seconds": seconds,
+        "first_round_seconds": first_round,
         "read_seconds": read_seconds,
         "wait_seconds": wait_seconds,
     }
