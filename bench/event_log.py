@@ -196,17 +196,6 @@ def read_stages(pipeline_log: str, day: datetime) -> list[Stage]:
     return stages
 
 
-def busy_seconds(queries: list[Query], start: float, end: float) -> float:
-    """Seconds of [start, end] with at least one of ``queries`` running."""
-    busy, covered = 0.0, start
-    for query in sorted(queries, key=lambda q: q.start):
-        begin, finish = max(query.start, covered), min(query.end, end)
-        if finish > begin:
-            busy += finish - begin
-            covered = finish
-    return busy
-
-
 def gaps(queries: list[Query], start: float, end: float) -> list[tuple[float, float, str]]:
     """(seconds, offset from ``start``, what followed) of every stretch with no query running."""
     found, covered = [], start
@@ -226,12 +215,13 @@ def print_stages(queries: list[Query], stages: list[Stage], shown_gaps: int) -> 
     walls, busies = 0.0, 0.0
     for stage in stages:
         inside = [q for q in queries if stage.start - 0.5 <= q.start < stage.end + 0.5]
+        idle = gaps(inside, stage.start, stage.end)
         wall = stage.end - stage.start
-        busy = min(busy_seconds(inside, stage.start - 0.5, stage.end + 0.5), wall)
+        busy = wall - sum(seconds for seconds, _, _ in idle)
         jobs = sum(q.jobs for q in inside)
         walls, busies = walls + wall, busies + busy
         print(f"{stage.name:<28} {wall:7.1f} {len(inside):7d} {jobs:5d} {busy:8.1f} {wall - busy:10.1f}")
-        longest = sorted(gaps(inside, stage.start, stage.end), reverse=True)[:shown_gaps]
+        longest = sorted(idle, reverse=True)[:shown_gaps]
         for seconds, offset, following in longest:
             if seconds >= 1:
                 print(f"{'':<6}gap {seconds:5.1f} s at +{offset:.0f} s, then: {following}")
