@@ -14,6 +14,7 @@ import pytest
 from relisten_spark.config import load_config
 from relisten_spark.data.synthetic import generator
 from relisten_spark.runtime import PhaseTimer, heartbeat
+from relisten_spark.session import DATAFRAME_DEBUGGING
 
 ROOT = Path(__file__).resolve().parents[1]
 LOG4J = ROOT / "conf" / "log4j2.properties"
@@ -43,6 +44,16 @@ def test_the_local_jvm_compiles_huge_generated_methods(spark) -> None:
     jvm = spark.sparkContext._jvm
     arguments = list(jvm.java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments())
     assert "-XX:-DontCompileHugeMethods" in arguments
+
+
+@pytest.mark.spark
+def test_the_session_skips_pyspark_call_site_capture(spark) -> None:
+    """PySpark's DataFrame debugging costs py4j round trips on every Column call; the session
+    turns it off before the first one, and PySpark keeps the value it read then."""
+    from pyspark.errors.utils import is_debugging_enabled
+
+    assert spark.conf.get(DATAFRAME_DEBUGGING) == "false"
+    assert is_debugging_enabled() is False
 
 
 def _plain_env() -> dict[str, str]:
