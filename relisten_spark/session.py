@@ -50,10 +50,9 @@ def build_session(cfg: SparkConfig) -> SparkSession:
     For ``local[...]`` masters a new session is built: driver memory from config, few
     shuffle partitions, bound to 127.0.0.1, UI off unless asked, huge generated methods JIT-compiled
     (:data:`JIT_HUGE_METHODS`; a ``spark.driver.extraJavaOptions`` in ``cfg.conf`` replaces it).
-    Every session gets PySpark's DataFrame debugging off (:data:`DATAFRAME_DEBUGGING`) unless
-    ``cfg.conf`` sets it.
     Otherwise the active or default session is taken as it is and only runtime SQL settings are
-    applied.
+    applied. Either way the session gets PySpark's DataFrame debugging off
+    (:data:`DATAFRAME_DEBUGGING`) unless ``cfg.conf`` sets it.
     """
     if cfg.master.startswith("local"):
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
