@@ -263,6 +263,9 @@ class RetrieverConfig(Section):
     heads: int = Field(2, ge=1, description="attention heads per block (hidden must divide by it)")
     inner: int = Field(256, ge=8, description="width of each block's feed-forward layer")
     dropout: float = Field(0.2, ge=0, lt=1, description="dropout of embeddings, attention and blocks")
+    item_bias: bool = Field(
+        True, description="a learned score bias per item (its popularity prior) beside the dot product"
+    )
     loss: Literal["full", "sampled", "sampled_logq", "sampled_logq_corrected"] = Field(
         "sampled_logq",
         description="next-item loss: full softmax or a sampled softmax (see retrieval/losses.py)",

@@ -25,7 +25,8 @@ import pyarrow as pa
 from mlflow.pyfunc.model import PythonModel
 
 from relisten_spark.models import registry
-from relisten_spark.runtime import LIGHTGBM, LIGHTGBM_MODEL_FILE, LOGIT_EPS
+from relisten_spark.models.base_models import load_base_model
+from relisten_spark.runtime import LIGHTGBM, LOGIT_EPS
 
 
 def member_columns(name: str, folder: str | Path) -> list[str]:
@@ -45,16 +46,6 @@ def input_columns(folders: Mapping[str, str | Path]) -> list[str]:
     for name in sorted(folders, key=lambda n: n != LIGHTGBM):
         names += [c for c in member_columns(name, folders[name]) if c not in names]
     return names
-
-
-def _load_member(name: str, folder: Path) -> Any:
-    if name == LIGHTGBM:
-        import lightgbm
-
-        return lightgbm.Booster(model_file=str(folder / LIGHTGBM_MODEL_FILE))
-    from relisten_spark.models import nets
-
-    return nets.load(folder)
 
 
 def _probability(name: str, model: Any, frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
@@ -78,7 +69,7 @@ class StackModel(PythonModel):
 
     def load_context(self, context: Any) -> None:
         for name, path in context.artifacts.items():
-            self._members[name] = (_load_member(name, Path(path)), member_columns(name, path))
+            self._members[name] = (load_base_model(name, path), member_columns(name, path))
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> np.ndarray:
         z = np.full(len(model_input), self.intercept, dtype=np.float64)

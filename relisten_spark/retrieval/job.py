@@ -69,6 +69,7 @@ def hyper_of(cfg: RetrieverConfig, seqs: SequenceSet) -> RetrieverHyper:
         heads=cfg.heads,
         inner=cfg.inner,
         dropout=cfg.dropout,
+        item_bias=cfg.item_bias,
     )
 
 

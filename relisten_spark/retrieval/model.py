@@ -8,6 +8,10 @@
   (input side only) and a learned position embedding; pre-LayerNorm blocks of causal
   self-attention and a feed-forward layer follow, then a final LayerNorm.
 * The user is the output at the last position; scores are dot products with the items.
+* With ``item_bias`` an item also has a learned scalar bias, its popularity prior: item vectors
+  carry it as one more coordinate and the transformer's outputs a constant 1 there, so a score
+  stays one dot product (``<q, v_j> + b_j``) for every consumer of the vectors (the losses,
+  the blocked top-K). Without it a popular item can only stand out by its embedding's norm.
 
 Index 0 is padding for every token kind (and "unknown" for the metadata). Sequences are
 LEFT-padded; positions are counted from the right end (the last event always has position
@@ -40,6 +44,12 @@ class RetrieverHyper:
     heads: int = 2
     inner: int = 256
     dropout: float = 0.2
+    item_bias: bool = False  # False for versions saved before the bias existed
+
+    @property
+    def width(self) -> int:
+        """Length of the user and item vectors: ``hidden``, plus 1 for the bias coordinate."""
+        return self.hidden + int(self.item_bias)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -95,6 +105,7 @@ class Retriever(nn.Module):
         self.language = nn.Embedding(hyper.languages, d, padding_idx=0)
         self.source = nn.Embedding(hyper.sources, d, padding_idx=0)
         self.position = nn.Embedding(hyper.max_len, d)
+        self.bias = nn.Embedding(hyper.n_items + 1, 1, padding_idx=0) if hyper.item_bias else None
         self.blocks = nn.ModuleList(
             Block(d, hyper.heads, hyper.inner, hyper.dropout) for _ in range(hyper.layers)
         )
@@ -102,14 +113,18 @@ class Retriever(nn.Module):
         self.drop = nn.Dropout(hyper.dropout)
         self.register_buffer("item_meta", item_meta.long())
         self.apply(_init)
+        if self.bias is not None:
+            nn.init.zeros_(self.bias.weight)  # every item starts with the same prior
 
     def items(self, items: torch.Tensor) -> torch.Tensor:
-        """Item vectors of item indices (any shape ``S``) -> ``[*S, d]``, from the item table."""
+        """Item vectors of item indices (any shape ``S``) -> ``[*S, width]``, from the item table
+        (the bias, when the model has one, as the last coordinate)."""
         meta = self.item_meta[items]
-        return self._represent(items, meta[..., 0], meta[..., 1], meta[..., 2])
+        vectors = self._represent(items, meta[..., 0], meta[..., 1], meta[..., 2])
+        return vectors if self.bias is None else torch.cat([vectors, self.bias(items)], -1)
 
     def item_matrix(self) -> torch.Tensor:
-        """Every item's vector ``[n_items + 1, d]`` (row 0 = padding: zeros)."""
+        """Every item's vector ``[n_items + 1, width]`` (row 0 = padding: zeros)."""
         return self.items(torch.arange(self.hyper.n_items + 1, device=self.item_meta.device))
 
     def _represent(
@@ -127,8 +142,9 @@ class Retriever(nn.Module):
         *,
         last_only: bool = False,
     ) -> torch.Tensor:
-        """Outputs ``[B, L, d]`` of left-padded token ``[B, L]`` int64 tensors (L <= max_len); with
-        ``last_only`` the last position's ``[B, 1, d]`` (the last block computes no other query)."""
+        """Outputs ``[B, L, width]`` of left-padded token ``[B, L]`` int64 tensors (L <= max_len),
+        the bias coordinate's constant 1 last when the model has one; with ``last_only`` the last
+        position's ``[B, 1, width]`` (the last block computes no other query)."""
         length = items.shape[1]
         if length > self.hyper.max_len:
             raise ValueError(f"sequence length {length} is over max_len {self.hyper.max_len}")
@@ -146,15 +162,17 @@ class Retriever(nn.Module):
         last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
             x = block(x, allowed[:, None], last_only and i == last)
-        return self.norm(x)
+        x = self.norm(x)
+        return x if self.bias is None else nnf.pad(x, (0, 1), value=1.0)
 
     def forward(self, *tokens: torch.Tensor, candidates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Training step's forward (one call, as DDP wants): the outputs ``[B, L, d]`` of the five
-        token tensors (:meth:`encode`) and the vectors ``[C, d]`` of the ``candidates`` item indices."""
+        """Training step's forward (one call, as DDP wants): the outputs ``[B, L, width]`` of the
+        five token tensors (:meth:`encode`) and the vectors ``[C, width]`` of the ``candidates``
+        item indices."""
         return self.encode(*tokens), self.items(candidates)
 
     def user_vectors(self, *tokens: torch.Tensor) -> torch.Tensor:
-        """The user vectors ``[B, d]`` of the five token tensors (:meth:`encode`): the output at
+        """The user vectors ``[B, width]`` of the five token tensors (:meth:`encode`): the output at
         the last position."""
         return self.encode(*tokens, last_only=True)[:, -1]
 

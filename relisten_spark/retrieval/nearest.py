@@ -289,13 +289,13 @@ _USER_BATCH = 256  # users per transformer pass in candidate generation
 
 
 def user_vectors(model: RetrieverModel, block: pa.RecordBatch) -> np.ndarray:
-    """The retriever's user vectors ``[B, d]`` of a block's token columns (:data:`TOKENS`), users
+    """The retriever's user vectors ``[B, width]`` of a block's token columns (:data:`TOKENS`), users
     of similar history length batched together so that a pass pads little."""
     lengths = np.minimum(
         block.column("items").value_lengths().to_numpy(zero_copy_only=False), model.vocab.max_len
     )
     order = np.argsort(lengths, kind="stable")
-    out = np.empty((block.num_rows, model.hyper.hidden), dtype=np.float32)
+    out = np.empty((block.num_rows, model.hyper.width), dtype=np.float32)
     for start in range(0, len(order), _USER_BATCH):
         rows = order[start : start + _USER_BATCH]
         width = max(1, int(lengths[rows].max()))

@@ -56,8 +56,8 @@ from pyspark.sql.types import DoubleType, StructField, StructType
 from relisten_spark import runtime
 from relisten_spark.errors import InputError
 from relisten_spark.models import registry
+from relisten_spark.models.base_models import load_base_model
 from relisten_spark.models.gbdt.compiled import COMPILED_DIR, Predictor, load_predictor
-from relisten_spark.models.gbdt.task import lightgbm_module
 from relisten_spark.runtime import LIGHTGBM, LIGHTGBM_MODEL_FILE, LOGIT_EPS, NET_NAMES, STACK, spark_conf
 from relisten_spark.scoring import attribution
 from relisten_spark.scoring.levers import Levers, greedy_positions
@@ -210,14 +210,11 @@ def _cached(ref: ModelRef) -> Any:
 
 def _load(ref: ModelRef) -> Any:
     log.info("loading %s %s in this worker", ref.name, ref.version)
-    if ref.name == LIGHTGBM:
-        return lightgbm_module().Booster(model_file=str(Path(ref.folder) / LIGHTGBM_MODEL_FILE))
-    import torch
+    if ref.name != LIGHTGBM:
+        import torch
 
-    from relisten_spark.models import nets
-
-    torch.set_num_threads(1)  # one Spark task = one core
-    return nets.load(ref.folder)
+        torch.set_num_threads(1)  # one Spark task = one core
+    return load_base_model(ref.name, ref.folder)
 
 
 def _paths(ref: ModelRef) -> attribution.PathContributions:

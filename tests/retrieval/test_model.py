@@ -1,6 +1,9 @@
-"""The retriever's transformer: shared item representation, causality, padding, source context."""
+"""The retriever's transformer: shared item representation, causality, padding, source context,
+item bias."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import pytest
 import torch
@@ -91,3 +94,36 @@ def test_forward_gives_outputs_and_candidate_vectors(model) -> None:
     assert torch.allclose(vectors, model.item_matrix()[[2, 4]])
     with pytest.raises(ValueError, match="over max_len"):
         model.encode(*_tokens([1] * 7))
+
+
+def test_item_bias_rides_as_one_more_coordinate_of_both_vectors() -> None:
+    """With ``item_bias`` an item vector ends with its bias and an output with a constant 1, so a
+    score is still one dot product: ``<q, v_j> + b_j``."""
+    torch.manual_seed(0)
+    meta = torch.tensor([[0, 0, 0]] + [[1 + i % 3, 1 + i % 2, 1] for i in range(9)])
+    net = Retriever(replace(HYPER, item_bias=True), meta).eval()
+    assert net.bias is not None
+    assert HYPER.width == 16
+    assert net.hyper.width == 17
+    assert not net.bias.weight.any()  # every item starts with the same prior
+    with torch.no_grad():
+        net.bias.weight[1:, 0] = torch.arange(1.0, 10.0)
+        matrix, users = net.item_matrix(), net.user_vectors(*_tokens([3, 5, 7]))
+        outputs, vectors = net(*_tokens([3, 5, 7]), candidates=torch.tensor([2, 4]))
+    assert matrix.shape == (10, 17)
+    assert outputs.shape == (1, 3, 17)
+    assert vectors.shape == (2, 17)
+    assert torch.equal(matrix[:, -1], torch.tensor([0.0, *range(1, 10)]))  # padding's bias stays 0
+    assert torch.equal(outputs[..., -1], torch.ones(1, 3))
+    assert users[0, -1] == 1.0
+    plain = Retriever(HYPER, meta)
+    plain.load_state_dict({k: v for k, v in net.state_dict().items() if not k.startswith("bias.")})
+    with torch.no_grad():
+        expected = plain.eval().user_vectors(*_tokens([3, 5, 7])) @ plain.item_matrix().T
+    assert torch.allclose(users @ matrix.T, expected + matrix[:, -1], atol=1e-5)
+
+
+def test_hypers_saved_before_the_bias_load_without_it() -> None:
+    saved = {k: v for k, v in replace(HYPER, item_bias=True).to_dict().items() if k != "item_bias"}
+    assert RetrieverHyper(**saved) == HYPER
+    assert not HYPER.item_bias

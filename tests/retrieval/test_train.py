@@ -172,7 +172,7 @@ def test_saved_version_serves_item_matrix_and_user_vectors(toy, monkeypatch) -> 
         result["epochs_run"],
     )
     matrix = model.item_matrix()
-    assert (matrix.shape, matrix.dtype) == ((N_ITEMS + 1, 16), np.float32)
+    assert (matrix.shape, matrix.dtype) == ((N_ITEMS + 1, 17), np.float32)  # 16 + the item bias
     assert not matrix[0].any()
     assert model.items["item_index"].tolist() == list(range(N_ITEMS + 1))
     assert model.vocab.source_tokens == ["a", "b"]
@@ -181,7 +181,7 @@ def test_saved_version_serves_item_matrix_and_user_vectors(toy, monkeypatch) -> 
     tokens = [seq, seq % 5 + 1, seq % 3 + 1, np.ones_like(seq), np.ones_like(seq)]
     tokens = [np.where(seq > 0, t, 0) for t in tokens]
     users = model.user_vectors(*tokens)
-    assert (users.shape, users.dtype) == ((1, 16), np.float32)
+    assert (users.shape, users.dtype) == ((1, 17), np.float32)
     scores = users @ matrix[1:].T
     assert int(np.argmax(scores)) + 1 == 7
 
