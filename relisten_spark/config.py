@@ -282,6 +282,12 @@ class RetrieverConfig(Section):
     temperature: float = Field(1.0, gt=0, description="logits are dot products divided by this")
     epochs: int = Field(10, ge=1, description="most training epochs")
     batch_size: int = Field(128, ge=1, description="user sequences per global batch")
+    target_window: int = Field(
+        1,
+        ge=1,
+        description="each position learns one of its next target_window events, drawn anew every "
+        "step (dense all-action); 1 = the next event",
+    )
     learning_rate: float = Field(0.001, gt=0, description="Adam learning rate")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay; 0 = plain Adam")
     early_stopping_patience: int = Field(

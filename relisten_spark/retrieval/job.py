@@ -29,6 +29,7 @@ class RetrieverParams:
     temperature: float
     epochs: int
     batch_size: int  # global: sequences per step over all ranks
+    target_window: int  # a position's target: one of its next target_window events (1 = the next)
     learning_rate: float
     weight_decay: float
     patience: int  # 0 = all epochs (the best epoch's weights are kept either way)
@@ -86,6 +87,7 @@ def params_of(cfg: RetrieverConfig) -> RetrieverParams:
         weight_decay=cfg.weight_decay,
         patience=cfg.early_stopping_patience,
         exclude_heard=cfg.exclude_heard,
+        target_window=cfg.target_window,
     )
 
 

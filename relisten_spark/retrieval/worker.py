@@ -107,9 +107,26 @@ def negative_sampling(
     return frequency, torch.Generator().manual_seed(seed * 1009 + rank)
 
 
+def window_targets(items: torch.Tensor, window: int, generator: torch.Generator) -> torch.Tensor:
+    """Each position's target ``[b, W - 1]`` of left-padded item rows ``[b, W]``: the item at
+    ``t + k``, ``k`` drawn uniformly from 1..``window`` (fewer near the end of the row, where
+    fewer events follow) with ``generator`` (CPU); ``window`` 1 = the next item.
+
+    Dense all-action training (PinnerFormer): a position learns the user's coming events, not only
+    the next one. Padding never follows a real event, so a real position's target is real."""
+    if window == 1:
+        return items[:, 1:]
+    rows, width = items.shape
+    at = torch.arange(width - 1)
+    span = (width - 1 - at).clamp(max=window)
+    step = 1 + (torch.rand((rows, width - 1), generator=generator) * span).long().clamp(max=span - 1)
+    return items.gather(1, (at + step).to(items.device))
+
+
 def _step_loss(t: _Training, job: RetrieverJob, tokens: torch.Tensor) -> tuple[torch.Tensor, int]:
     """The loss of one batch ``tokens`` ``[b, 5, W]`` and its number of predicted positions."""
-    inputs, targets = tokens[:, :, :-1], tokens[:, 0, 1:]
+    inputs = tokens[:, :, :-1]
+    targets = window_targets(tokens[:, 0], job.params.target_window, t.generator)
     valid = inputs[:, 0] > 0
     positives = targets[valid]
     p = job.params

@@ -23,7 +23,7 @@ from relisten_spark.retrieval.job import RetrieverJob, build_job
 from relisten_spark.retrieval.predict import load_retriever
 from relisten_spark.retrieval.sequences import VOCAB_FILE, SequenceSet, Vocab
 from relisten_spark.retrieval.train import train
-from relisten_spark.retrieval.worker import retriever_worker
+from relisten_spark.retrieval.worker import retriever_worker, window_targets
 from relisten_spark.runtime import RETRIEVER, RETRIEVER_MODEL_FILE
 
 N_ITEMS, USERS, MAX_LEN = 30, 48, 8
@@ -158,6 +158,29 @@ def test_capped_in_batch_negatives_still_learn_the_toy_world(tmp_path, monkeypat
     job = build_job(cfg, write_toy_sequences(tmp_path / "work"), "test-capped", {"data_source": "toy"})
     assert job.params.in_batch_negatives == 32
     assert _in_process(job, "capped", monkeypatch, 29565)["val_ndcg@10"] > 0.5  # chance: about 0.1
+
+
+def test_window_targets_draw_among_the_coming_events() -> None:
+    """Window 1 is the next item; window 3 draws each real position's target from the next 3
+    events (every offset in turn), fewer at the row's end; seeded, so repeatable."""
+    items = torch.tensor([[0, 0, 101, 102, 103, 104, 105, 106], [11, 12, 13, 14, 15, 16, 17, 18]])
+    assert torch.equal(window_targets(items, 1, torch.Generator()), items[:, 1:])
+    draws = torch.stack([window_targets(items, 3, torch.Generator().manual_seed(s)) for s in range(200)])
+    offset = draws[:, 1] - items[1, :-1]  # the second row counts up by one
+    for t in range(7):
+        assert set(offset[:, t].tolist()) == set(range(1, min(3, 7 - t) + 1))
+    real = draws[:, 0, 2:]  # the first row's real positions: their targets are real items
+    assert bool((real > 100).all())
+    again = window_targets(items, 3, torch.Generator().manual_seed(7))
+    assert torch.equal(again, draws[7])
+
+
+def test_window_training_still_learns_the_toy_world(tmp_path, monkeypatch) -> None:
+    """Targets among the next 2 events: the toy world's next item still ranks high."""
+    cfg = toy_config(tmp_path, "retriever.target_window=2")
+    job = build_job(cfg, write_toy_sequences(tmp_path / "work"), "test-window", {"data_source": "toy"})
+    assert job.params.target_window == 2
+    assert _in_process(job, "window", monkeypatch, 29566)["val_ndcg@10"] > 0.3  # chance: about 0.1
 
 
 def test_saved_version_serves_item_matrix_and_user_vectors(toy, monkeypatch) -> None:
