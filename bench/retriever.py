@@ -35,6 +35,7 @@ figures compare the models at a small, stated training budget. ``--recbole-epoch
 
     .venv/bin/python bench/retriever.py                     # everything, about 20 minutes on 2 cores
     .venv/bin/python bench/retriever.py --losses sampled_logq --skip-recbole --skip-als
+    .venv/bin/python bench/retriever.py --losses sampled_logq --skip-recbole --set retriever.item_bias=false
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ def bench_config(args: argparse.Namespace, *overrides: str) -> Config:
             "data.interactions.protocol=leave_one_out",
             f"retriever.max_len={args.max_len}",
             *overrides,
+            *args.set,
         ],
     )
 
@@ -296,6 +298,9 @@ def main() -> None:
     parser.add_argument("--als-alpha", type=float, default=10.0)
     parser.add_argument("--skip-recbole", action="store_true")
     parser.add_argument("--skip-als", action="store_true")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="one more config override of ours"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     shutil.rmtree(OUT, ignore_errors=True)
