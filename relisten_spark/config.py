@@ -291,10 +291,18 @@ class RetrieverConfig(Section):
     learning_rate: float = Field(0.001, gt=0, description="Adam learning rate")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay; 0 = plain Adam")
     early_stopping_patience: int = Field(
-        3, ge=0, description="epochs without a better validation NDCG@10 before stopping; 0 = off"
+        3, ge=0, description="epochs without a better validation score before stopping; 0 = off"
+    )
+    early_stopping_metric: Literal["ndcg@10", "recall@200"] = Field(
+        "ndcg@10",
+        description="validation score that picks the best epoch: ndcg@10 (the next events' rank) or "
+        "recall@200 (the share of calib events whose song is in the user's top 200: the candidates' job)",
     )
     exclude_heard: bool = Field(
         False, description="validation ranking leaves out the items of the input sequence"
+    )
+    mask_heard: bool = Field(
+        False, description="training: the items a position's user already heard are no negatives of it"
     )
     seed: int = Field(42, description="seed of weights, shuffling and negatives")
     num_processes: int = Field(

@@ -33,7 +33,9 @@ class RetrieverParams:
     learning_rate: float
     weight_decay: float
     patience: int  # 0 = all epochs (the best epoch's weights are kept either way)
+    stop_on: str  # the validation metric that picks the best epoch: "ndcg@10" or "recall@200"
     exclude_heard: bool
+    mask_heard: bool  # a position's heard items are no negatives of it
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,7 +88,9 @@ def params_of(cfg: RetrieverConfig) -> RetrieverParams:
         learning_rate=cfg.learning_rate,
         weight_decay=cfg.weight_decay,
         patience=cfg.early_stopping_patience,
+        stop_on=cfg.early_stopping_metric,
         exclude_heard=cfg.exclude_heard,
+        mask_heard=cfg.mask_heard,
         target_window=cfg.target_window,
     )
 

@@ -94,9 +94,45 @@ def draw_negatives(
     return Negatives(items, counts.float(), log_q(items, frequency, k, uniform), k, uniform)
 
 
-def full_softmax(q: torch.Tensor, positives: torch.Tensor, items: torch.Tensor, tau: float) -> torch.Tensor:
-    """Cross-entropy of ``positives`` ``[N]`` over every item: ``items`` ``[n + 1, d]`` (row 0 padding)."""
-    return nnf.cross_entropy(q @ items[1:].T / tau, positives - 1)
+@dataclass(frozen=True)
+class Heard:
+    """Sparse ``[N, C]`` mask of the (position, candidate) pairs whose candidate the position's user
+    already heard: row indices ``rows`` and candidate columns ``cols`` (both ``[H]``)."""
+
+    rows: torch.Tensor
+    cols: torch.Tensor
+
+
+def heard_pairs(inputs: torch.Tensor, valid: torch.Tensor, candidates: torch.Tensor) -> Heard:
+    """The heard pairs of the ``N`` predicted positions (``valid`` ``[b, L]``, row-major) of the
+    input item rows ``inputs`` ``[b, L]``: position ``(i, t)`` heard every item of ``inputs[i, :t + 1]``;
+    columns index ``candidates`` ``[C]`` (sorted, distinct); items not among them are left out.
+
+    >>> rows = torch.tensor([[0, 3, 1]])
+    >>> h = heard_pairs(rows, rows > 0, torch.tensor([1, 2, 3]))
+    >>> h.rows.tolist(), h.cols.tolist()
+    ([0, 1, 1], [2, 2, 0])
+    """
+    b, length = inputs.shape
+    at = torch.searchsorted(candidates, inputs.contiguous()).clamp(max=len(candidates) - 1)
+    found = (candidates[at] == inputs) & (inputs > 0)
+    position = torch.cumsum(valid.flatten(), 0).view(b, length) - 1  # row index of (i, t) among N
+    earlier = torch.ones(length, length, dtype=torch.bool, device=inputs.device).tril()  # [t, t'] t' <= t
+    i, t, heard_at = (valid[:, :, None] & found[:, None, :] & earlier).nonzero(as_tuple=True)
+    return Heard(position[i, t], at[i, heard_at])
+
+
+def full_softmax(
+    q: torch.Tensor, positives: torch.Tensor, items: torch.Tensor, tau: float, heard: Heard | None = None
+) -> torch.Tensor:
+    """Cross-entropy of ``positives`` ``[N]`` over every item: ``items`` ``[n + 1, d]`` (row 0
+    padding); ``heard`` (columns over items 0..n) leaves those items out of a row's softmax,
+    its positive excepted."""
+    logits = q @ items[1:].T / tau
+    if heard is not None:
+        keep = heard.cols != positives[heard.rows]
+        logits = logits.index_put((heard.rows[keep], heard.cols[keep] - 1), logits.new_tensor(-math.inf))
+    return nnf.cross_entropy(logits, positives - 1)
 
 
 def sampled_softmax(
@@ -108,12 +144,16 @@ def sampled_softmax(
     negatives: Negatives,
     negative_vectors: torch.Tensor,
     tau: float,
+    heard: Heard | None = None,
 ) -> torch.Tensor:
     """The sampled loss ``kind`` of ``positives`` ``[N]`` (vectors ``[N, d]``, ``log Q`` ``[N]``)
-    against ``negatives`` (vectors ``[U, d]``); see the module doc for each kind."""
+    against ``negatives`` (vectors ``[U, d]``); see the module doc for each kind. ``heard``
+    (columns over ``negatives.items``) masks those negatives as accidental hits are."""
     z_pos = (q * positive_vectors).sum(-1) / tau
     z_neg = q @ negative_vectors.T / tau + torch.log(negatives.counts)
     hit = positives[:, None] == negatives.items[None, :]
+    if heard is not None:
+        hit[heard.rows, heard.cols] = True
     if kind == "sampled_logq_corrected":
         return _corrected(z_pos, z_neg, hit, positive_log_q, negatives)
     if kind == "sampled_logq":
@@ -153,21 +193,29 @@ def next_item_loss(
     negatives: Negatives | None,
     frequency: torch.Tensor,
     tau: float,
+    inputs: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The loss ``kind`` of queries ``q`` ``[N, d]`` with next items ``positives`` ``[N]``.
 
     ``candidates`` ``[C]`` (sorted, distinct) are the items whose ``vectors`` ``[C, d]`` the model
     computed: every item 0..n for ``full``, else at least the positives and ``negatives.items``
-    (:func:`candidate_items`).
+    (:func:`candidate_items`). With the input item rows ``inputs`` ``[b, L]`` (``q`` are their
+    real positions, row-major), the items a position already heard are no negatives of it
+    (:func:`heard_pairs`): the ranking they learn for leaves heard items out.
     """
+    valid = None if inputs is None else inputs > 0
     if kind == "full":
-        return full_softmax(q, positives, vectors, tau)
+        heard = None if inputs is None or valid is None else heard_pairs(inputs, valid, candidates)
+        return full_softmax(q, positives, vectors, tau, heard)
     if negatives is None:
         raise ValueError(f"{kind} needs negatives")
     at = torch.searchsorted(candidates, positives)
     negative_vectors = vectors[torch.searchsorted(candidates, negatives.items)]
     pos_log_q = log_q(positives, frequency, negatives.in_batch, negatives.uniform)
-    return sampled_softmax(kind, q, positives, vectors[at], pos_log_q, negatives, negative_vectors, tau)
+    heard = None if inputs is None or valid is None else heard_pairs(inputs, valid, negatives.items)
+    return sampled_softmax(
+        kind, q, positives, vectors[at], pos_log_q, negatives, negative_vectors, tau, heard
+    )
 
 
 def candidate_items(positives: torch.Tensor, negatives: Negatives, *more: torch.Tensor) -> torch.Tensor:

@@ -12,6 +12,7 @@
   carry it as one more coordinate and the transformer's outputs a constant 1 there, so a score
   stays one dot product (``<q, v_j> + b_j``) for every consumer of the vectors (the losses,
   the blocked top-K). Without it a popular item can only stand out by its embedding's norm.
+  Training starts the bias at the item's log count (:meth:`Retriever.start_bias_at_popularity`).
 
 Index 0 is padding for every token kind (and "unknown" for the metadata). Sequences are
 LEFT-padded; positions are counted from the right end (the last event always has position
@@ -115,6 +116,17 @@ class Retriever(nn.Module):
         self.apply(_init)
         if self.bias is not None:
             nn.init.zeros_(self.bias.weight)  # every item starts with the same prior
+
+    def start_bias_at_popularity(self, counts: torch.Tensor, temperature: float) -> None:
+        """Set every item's bias to ``temperature * log(1 + count)`` (``counts`` ``[n_items + 1]``,
+        the item's occurrences among the training targets; padding stays 0), so the untrained
+        model ranks by popularity and training learns the user's taste on top of it (a bias
+        started at 0 moves by about the learning rate per step: far too few steps to reach the
+        log-counts' range). A model without a bias is left as it is."""
+        if self.bias is not None:
+            with torch.no_grad():
+                prior = temperature * torch.log1p(counts.to(self.bias.weight).clamp(min=0))
+                self.bias.weight[1:, 0] = prior[1:]
 
     def items(self, items: torch.Tensor) -> torch.Tensor:
         """Item vectors of item indices (any shape ``S``) -> ``[*S, width]``, from the item table

@@ -37,6 +37,7 @@ WORK_FOLDER = ".retriever-work"
 SUMMARY_KEYS = (
     "version",
     "val_ndcg@10",
+    "val_recall@200",
     "best_epoch",
     "epochs_run",
     "train_seconds",

@@ -10,9 +10,14 @@ negatives come from a generator seeded by (seed, rank), so a run on the CPU is d
 
 Validation after every epoch ranks the whole catalogue for each ``calib`` user (the user vector
 against every item, padding excluded, and the input sequence's items when
-``retriever.exclude_heard``): each rank scores its contiguous share, the NDCG@10 / HR@10 sums are
-all-reduced, so every rank takes the same early-stopping decision. The best epoch's weights are
-kept. Rank 0 saves the model, its item table and vocab in the registry.
+``retriever.exclude_heard``): each rank scores its contiguous share, the NDCG@10 / HR@10 /
+recall@200 sums are all-reduced, so every rank takes the same early-stopping decision (on
+``retriever.early_stopping_metric``). The best epoch's weights are kept. Rank 0 saves the
+model, its item table and vocab in the registry.
+
+The model starts with each item's bias at its log count among the train targets
+(:meth:`~relisten_spark.retrieval.model.Retriever.start_bias_at_popularity`); with
+``retriever.mask_heard`` the items a position already heard are no negatives of it.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ log = logging.getLogger(__name__)
 
 ITEMS_FOLDER = "items.parquet"  # the item table in a registry version (a Parquet folder)
 K = 10  # validation cut-off: NDCG@10, HR@10
+RECALL_K = 200  # validation recall@200: the candidates' cut-off
 SCORE_CELLS = 1 << 25  # users x items scored at once in validation (128 MB of float32)
 
 
@@ -75,6 +81,7 @@ class _Training:
 def _setup(job: RetrieverJob, rank: int, world: int, device: torch.device) -> _Training:
     torch.manual_seed(job.seed)  # the same initial weights on every rank
     model = Retriever(job.hyper, torch.from_numpy(job.item_meta)).to(device)
+    model.start_bias_at_popularity(torch.from_numpy(job.item_counts), job.params.temperature)
     ddp = wrap(model, device, forward_sync_buffers=False)
     torch.manual_seed(job.seed + 1 + rank)  # dropout masks differ between ranks
     p = job.params
@@ -139,8 +146,9 @@ def _step_loss(t: _Training, job: RetrieverJob, tokens: torch.Tensor) -> tuple[t
         )
         candidates = losses.candidate_items(positives, negatives)
     hidden, vectors = t.ddp(*inputs.unbind(1), candidates=candidates)
+    heard = inputs[:, 0] if p.mask_heard else None
     loss = losses.next_item_loss(
-        p.loss, hidden[valid], positives, candidates, vectors, negatives, t.frequency, p.temperature
+        p.loss, hidden[valid], positives, candidates, vectors, negatives, t.frequency, p.temperature, heard
     )
     return loss, len(positives)
 
@@ -189,12 +197,28 @@ def ranking_sums(scores: torch.Tensor, targets: torch.Tensor, k: int) -> torch.T
     return torch.stack([ndcg[has].sum(), hr[has].sum(), has.sum().double()])
 
 
+def recall_sums(scores: torch.Tensor, targets: torch.Tensor, k: int) -> torch.Tensor:
+    """``[hits, targets]``: how many of the ``targets`` ``[b, T]`` (item indices, -1 = none) are
+    in their row's top ``k`` of ``scores`` ``[b, n + 1]``, and how many targets there are (their
+    ratio is the event recall@k: every target counts once, whoever's it is).
+
+    >>> s = torch.tensor([[0.0, 3.0, 2.0, 1.0], [0.0, 1.0, 2.0, 3.0]])
+    >>> recall_sums(s, torch.tensor([[2, 3], [1, -1]]), 2).tolist()
+    [1.0, 3.0]
+    """
+    top = scores.topk(min(k, scores.shape[1]), dim=1).indices
+    real = targets >= 0
+    hits = (targets[:, :, None] == top[:, None, :]).any(-1) & real
+    return torch.stack([hits.sum().double(), real.sum().double()])
+
+
 def validate(
     model: Retriever, job: RetrieverJob, rank: int, world: int, device: torch.device
 ) -> dict[str, float]:
-    """NDCG@10 and HR@10 over all ``calib`` users by full ranking, the same on every rank."""
+    """NDCG@10 and HR@10 (per user) and recall@200 (per event) over all ``calib`` users by full
+    ranking, the same on every rank."""
     model.eval()
-    totals = torch.zeros(3, dtype=torch.float64, device=device)
+    totals = torch.zeros(5, dtype=torch.float64, device=device)
     rows = max(1, min(1024, SCORE_CELLS // (job.hyper.n_items + 1)))
     with torch.no_grad():
         items = model.item_matrix()
@@ -204,10 +228,15 @@ def validate(
             scores[:, 0] = -math.inf
             if job.params.exclude_heard:
                 scores.scatter_(1, tokens[:, 0], -math.inf)
-            totals += ranking_sums(scores, targets.to(device), K)
+            targets = targets.to(device)
+            totals += torch.cat([ranking_sums(scores, targets, K), recall_sums(scores, targets, RECALL_K)])
     dist.all_reduce(totals)
-    users = max(float(totals[2].item()), 1.0)
-    return {f"ndcg@{K}": float(totals[0].item()) / users, f"hr@{K}": float(totals[1].item()) / users}
+    ndcg, hr, users, hits, events = totals.tolist()
+    return {
+        f"ndcg@{K}": ndcg / max(users, 1.0),
+        f"hr@{K}": hr / max(users, 1.0),
+        f"recall@{RECALL_K}": hits / max(events, 1.0),
+    }
 
 
 def _train(job: RetrieverJob, rank: int, state: dict[str, str]) -> str:
@@ -230,18 +259,19 @@ def _train(job: RetrieverJob, rank: int, state: dict[str, str]) -> str:
         history.train_s += seconds
         if rank == 0:
             log.info(
-                "retriever epoch %d/%d loss %.4f val ndcg@10 %.4f hr@10 %.4f "
+                "retriever epoch %d/%d loss %.4f val ndcg@10 %.4f hr@10 %.4f recall@200 %.4f "
                 "sequences/s %.0f (%.0f per process) %.1f s",
                 epoch + 1,
                 job.params.epochs,
                 entry["loss"],
                 val[f"ndcg@{K}"],
                 val[f"hr@{K}"],
+                val[f"recall@{RECALL_K}"],
                 rate,
                 rate / world,
                 seconds,
             )
-        if history.stop_after(epoch, val[f"ndcg@{K}"], t.model):
+        if history.stop_after(epoch, val[job.params.stop_on], t.model):
             break
     history.finish(t.model, started, world, device)
     result: dict[str, Any] = {}
@@ -253,9 +283,9 @@ def _train(job: RetrieverJob, rank: int, state: dict[str, str]) -> str:
 
 def _register(job: RetrieverJob, model: Retriever, history: History, device: torch.device) -> dict[str, Any]:
     """Save the model in the registry (rank 0); its version and metrics without the history."""
+    best = history.epochs[history.best_epoch]
     metrics = {
-        f"val_ndcg@{K}": history.best,
-        f"val_hr@{K}": history.epochs[history.best_epoch][f"hr@{K}"],
+        **{f"val_{name}": best[name] for name in (f"ndcg@{K}", f"hr@{K}", f"recall@{RECALL_K}")},
         **history.totals("sequences"),
         "seconds_per_epoch": history.train_s / max(len(history.epochs), 1),
     }

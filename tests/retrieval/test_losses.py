@@ -33,16 +33,16 @@ def _q(freq: np.ndarray, in_batch: int, uniform: int) -> np.ndarray:
     return (in_batch * freq + uniform / N_ITEMS) / (in_batch + uniform)
 
 
-def _reference(kind: str, q, vectors, positives, freq, uniform, in_batch=None) -> float:
+def _reference(kind: str, q, vectors, positives, freq, uniform, in_batch=None, heard=None) -> float:
     """Row by row, one column per draw: in-batch draws (the batch's positives unless given), then
-    the uniform ones."""
+    the uniform ones; ``heard`` (a set per row) leaves those items out of the row's negatives."""
     in_batch = positives if in_batch is None else in_batch
     draws = np.concatenate([in_batch, uniform])
     big_q = _q(freq, len(in_batch), len(uniform))
     total = 0.0
     for i, pos in enumerate(positives):
         z = vectors @ q[i] / TAU
-        negs = [j for j in draws if j != pos]  # accidental hits masked
+        negs = [j for j in draws if j != pos and j not in (heard[i] if heard else ())]  # hits masked
         if kind == "sampled":
             logits = [z[pos]] + [z[j] for j in negs]
             total += -z[pos] + np.log(np.sum(np.exp(logits)))
@@ -58,7 +58,13 @@ def _reference(kind: str, q, vectors, positives, freq, uniform, in_batch=None) -
     return total / len(positives)
 
 
-def _torch_loss(kind: str, q, vectors, positives, freq, uniform) -> float:
+# two input rows whose real positions (row-major) are the batch's five: position (i, t) heard
+# inputs[i, :t + 1]; the fourth heard its own positive (5), a repeat listen
+HEARD_INPUTS = torch.tensor([[0, 6, 1], [4, 5, 2]])
+HEARD = [{6}, {6, 1}, {4}, {4, 5}, {4, 5, 2}]
+
+
+def _torch_loss(kind: str, q, vectors, positives, freq, uniform, inputs=None) -> float:
     pos = torch.tensor(positives)
     frequency = torch.tensor(freq)
     drawn = torch.cat([pos, torch.tensor(uniform)])
@@ -67,13 +73,53 @@ def _torch_loss(kind: str, q, vectors, positives, freq, uniform) -> float:
         items, counts.double(), losses.log_q(items, frequency, len(pos), len(uniform)), len(pos), len(uniform)
     )
     vec = torch.tensor(vectors)
-    out = losses.next_item_loss(kind, torch.tensor(q), pos, items, vec[items], neg, frequency, TAU)  # type: ignore[arg-type]
+    out = losses.next_item_loss(kind, torch.tensor(q), pos, items, vec[items], neg, frequency, TAU, inputs)  # type: ignore[arg-type]
     return float(out)
 
 
 @pytest.mark.parametrize("kind", ["sampled", "sampled_logq", "sampled_logq_corrected"])
 def test_sampled_losses_match_numpy(batch, kind) -> None:
     assert _torch_loss(kind, *batch) == pytest.approx(_reference(kind, *batch), rel=1e-9)
+
+
+@pytest.mark.parametrize("kind", ["sampled", "sampled_logq", "sampled_logq_corrected"])
+def test_heard_items_are_no_negatives(batch, kind) -> None:
+    """Items 6, 1, 4 and 2 are drawn and heard by some positions: masked there, as accidental hits."""
+    got = _torch_loss(kind, *batch, inputs=HEARD_INPUTS)
+    assert got == pytest.approx(_reference(kind, *batch, heard=HEARD), rel=1e-9)
+    assert got != pytest.approx(_torch_loss(kind, *batch), rel=1e-6)
+
+
+def test_full_softmax_leaves_heard_items_out_but_the_positive(batch) -> None:
+    q, vectors, positives, _, _ = batch
+    expected = 0.0
+    for i, pos in enumerate(positives):
+        z = vectors[1:] @ q[i] / TAU
+        kept = [j for j in range(1, N_ITEMS + 1) if j == pos or j not in HEARD[i]]
+        expected += np.log(np.exp(z[np.array(kept) - 1]).sum()) - z[pos - 1]
+    items = torch.arange(N_ITEMS + 1)
+    pos, vec = torch.tensor(positives), torch.tensor(vectors)
+    got = losses.next_item_loss(
+        "full", torch.tensor(q), pos, items, vec, None, torch.ones(1), TAU, HEARD_INPUTS
+    )
+    assert float(got) == pytest.approx(expected / len(positives), rel=1e-12)
+
+
+def test_heard_pairs_list_every_earlier_input_of_each_position() -> None:
+    gen = torch.Generator().manual_seed(5)
+    inputs = torch.randint(0, 9, (4, 6), generator=gen)
+    inputs[0, :2] = 0  # left padding
+    candidates = torch.tensor([1, 3, 4, 8])
+    valid = inputs > 0
+    heard = losses.heard_pairs(inputs, valid, candidates)
+    expected = set()
+    for n, (i, t) in enumerate(valid.nonzero().tolist()):
+        for item in inputs[i, : t + 1].tolist():
+            if item in candidates.tolist():
+                expected.add((n, candidates.tolist().index(item)))
+    got = list(zip(heard.rows.tolist(), heard.cols.tolist(), strict=True))
+    assert expected
+    assert set(got) == expected
 
 
 def test_full_softmax_matches_numpy(batch) -> None:

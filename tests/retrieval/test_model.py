@@ -127,3 +127,23 @@ def test_hypers_saved_before_the_bias_load_without_it() -> None:
     saved = {k: v for k, v in replace(HYPER, item_bias=True).to_dict().items() if k != "item_bias"}
     assert RetrieverHyper(**saved) == HYPER
     assert not HYPER.item_bias
+
+
+def test_training_starts_the_bias_at_the_items_log_counts() -> None:
+    """``tau * log(1 + count)`` per item, padding 0: the untrained model ranks by popularity; a
+    model without a bias is left alone."""
+    torch.manual_seed(0)
+    meta = torch.tensor([[0, 0, 0]] + [[1 + i % 3, 1 + i % 2, 1] for i in range(9)])
+    counts = torch.tensor([5, 0, 1, 3, 0, 7, 2, 0, 0, 40])
+    net = Retriever(replace(HYPER, item_bias=True), meta)
+    net.start_bias_at_popularity(counts, 0.5)
+    assert net.bias is not None
+    expected = torch.cat([torch.zeros(1), 0.5 * torch.log1p(counts[1:].double()).float()])
+    assert torch.allclose(net.bias.weight[:, 0], expected)
+    with torch.no_grad():
+        top = (net.eval().user_vectors(*_tokens([3, 5, 7])) @ net.item_matrix().T)[0, 1:].argmax()
+    assert int(top) + 1 == 9  # the most played item, whatever the tiny initial embeddings say
+    plain = Retriever(HYPER, meta)
+    before = {k: v.clone() for k, v in plain.state_dict().items()}
+    plain.start_bias_at_popularity(counts, 0.5)
+    assert all(torch.equal(before[k], v) for k, v in plain.state_dict().items())

@@ -160,6 +160,30 @@ def test_capped_in_batch_negatives_still_learn_the_toy_world(tmp_path, monkeypat
     assert _in_process(job, "capped", monkeypatch, 29565)["val_ndcg@10"] > 0.5  # chance: about 0.1
 
 
+def test_recall_stopping_keeps_the_best_recall_epoch(tmp_path, monkeypatch) -> None:
+    """``early_stopping_metric=recall@200``: every epoch logs recall@200 (per event: all 30 toy items
+    fit in 200, so 1.0), and the first of the tied epochs is the best, not NDCG's best."""
+    cfg = toy_config(tmp_path, "retriever.early_stopping_metric=recall@200", "retriever.epochs=3")
+    job = build_job(cfg, write_toy_sequences(tmp_path / "work"), "test-recall", {"data_source": "toy"})
+    result = _in_process(job, "recall", monkeypatch, 29567)
+    meta = registry.load_metadata(registry.resolve(cfg.models.root, RETRIEVER, result["version"]))
+    history = meta["metrics"]["history"]
+    assert [h["recall@200"] for h in history] == [1.0, 1.0, 1.0]
+    assert history[-1]["ndcg@10"] > history[0]["ndcg@10"]  # NDCG would have kept a later epoch
+    assert (result["best_epoch"], meta["train_params"]["stop_on"]) == (0, "recall@200")
+    assert result["val_ndcg@10"] == history[0]["ndcg@10"]
+    assert result["val_recall@200"] == 1.0
+
+
+def test_heard_masked_training_learns_the_toy_world(tmp_path, monkeypatch) -> None:
+    """``mask_heard``: the positions' earlier items are no negatives; the next item still ranks high."""
+    cfg = toy_config(tmp_path, "retriever.mask_heard=true", "retriever.exclude_heard=true")
+    job = build_job(cfg, write_toy_sequences(tmp_path / "work"), "test-heard", {"data_source": "toy"})
+    assert job.params.mask_heard
+    assert job.params.exclude_heard
+    assert _in_process(job, "heard", monkeypatch, 29568)["val_ndcg@10"] > 0.5  # chance: about 0.1
+
+
 def test_window_targets_draw_among_the_coming_events() -> None:
     """Window 1 is the next item; window 3 draws each real position's target from the next 3
     events (every offset in turn), fewer at the row's end; seeded, so repeatable."""
