@@ -176,19 +176,19 @@ def _all_ranks(values: tuple[float, float, float, float], device: torch.device) 
     return (*sums, slowest)
 
 
-def ranking_sums(scores: torch.Tensor, targets: torch.Tensor, k: int) -> torch.Tensor:
-    """``[ndcg@k sum, hr@k sum, users]`` of full-ranking ``scores`` ``[b, n + 1]`` against the
-    ``targets`` ``[b, T]`` (item indices, -1 = none); users without targets are left out.
+def ranking_sums(top: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """``[ndcg@k sum, hr@k sum, users]`` of the ranked lists ``top`` ``[b, k]`` (item indices, best
+    first) against the ``targets`` ``[b, T]`` (item indices, -1 = none); users without targets
+    are left out.
 
     Binary relevance; IDCG over min(|targets|, k) items.
 
     >>> s = torch.tensor([[0.0, 3.0, 2.0, 1.0], [0.0, 1.0, 2.0, 3.0]])
-    >>> ranking_sums(s, torch.tensor([[2, -1], [1, -1]]), 2).tolist()
+    >>> ranking_sums(s.topk(2).indices, torch.tensor([[2, -1], [1, -1]])).tolist()
     [0.6309297535714575, 1.0, 2.0]
     """
-    top = scores.topk(min(k, scores.shape[1]), dim=1).indices
     hits = (top[:, :, None] == targets[:, None, :]).any(-1).double()
-    discount = 1.0 / torch.log2(torch.arange(2, top.shape[1] + 2, device=scores.device, dtype=torch.float64))
+    discount = 1.0 / torch.log2(torch.arange(2, top.shape[1] + 2, device=top.device, dtype=torch.float64))
     n_relevant = (targets >= 0).sum(1)
     ideal = torch.cumsum(discount, 0)[(n_relevant.clamp(min=1, max=top.shape[1]) - 1)]
     has = n_relevant > 0
@@ -197,16 +197,15 @@ def ranking_sums(scores: torch.Tensor, targets: torch.Tensor, k: int) -> torch.T
     return torch.stack([ndcg[has].sum(), hr[has].sum(), has.sum().double()])
 
 
-def recall_sums(scores: torch.Tensor, targets: torch.Tensor, k: int) -> torch.Tensor:
-    """``[hits, targets]``: how many of the ``targets`` ``[b, T]`` (item indices, -1 = none) are
-    in their row's top ``k`` of ``scores`` ``[b, n + 1]``, and how many targets there are (their
-    ratio is the event recall@k: every target counts once, whoever's it is).
+def recall_sums(top: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """``[hits, targets]``: how many of the ``targets`` ``[b, T]`` (item indices, -1 = none) are in
+    their row's ranked list ``top`` ``[b, k]``, and how many targets there are (their ratio is the
+    event recall@k: every target counts once, whoever's it is).
 
     >>> s = torch.tensor([[0.0, 3.0, 2.0, 1.0], [0.0, 1.0, 2.0, 3.0]])
-    >>> recall_sums(s, torch.tensor([[2, 3], [1, -1]]), 2).tolist()
+    >>> recall_sums(s.topk(2).indices, torch.tensor([[2, 3], [1, -1]])).tolist()
     [1.0, 3.0]
     """
-    top = scores.topk(min(k, scores.shape[1]), dim=1).indices
     real = targets >= 0
     hits = (targets[:, :, None] == top[:, None, :]).any(-1) & real
     return torch.stack([hits.sum().double(), real.sum().double()])
@@ -229,7 +228,8 @@ def validate(
             if job.params.exclude_heard:
                 scores.scatter_(1, tokens[:, 0], -math.inf)
             targets = targets.to(device)
-            totals += torch.cat([ranking_sums(scores, targets, K), recall_sums(scores, targets, RECALL_K)])
+            top = scores.topk(min(RECALL_K, scores.shape[1]), dim=1).indices  # ranked once, best first
+            totals += torch.cat([ranking_sums(top[:, :K], targets), recall_sums(top, targets)])
     dist.all_reduce(totals)
     ndcg, hr, users, hits, events = totals.tolist()
     return {
