@@ -103,19 +103,20 @@ class Heard:
     cols: torch.Tensor
 
 
-def heard_pairs(inputs: torch.Tensor, valid: torch.Tensor, candidates: torch.Tensor) -> Heard:
-    """The heard pairs of the ``N`` predicted positions (``valid`` ``[b, L]``, row-major) of the
-    input item rows ``inputs`` ``[b, L]``: position ``(i, t)`` heard every item of ``inputs[i, :t + 1]``;
-    columns index ``candidates`` ``[C]`` (sorted, distinct); items not among them are left out.
+def heard_pairs(inputs: torch.Tensor, candidates: torch.Tensor) -> Heard:
+    """The heard pairs of the ``N`` predicted positions of the input item rows ``inputs`` ``[b, L]``
+    (the real ones, ``inputs > 0``, row-major): position ``(i, t)`` heard every item of
+    ``inputs[i, :t + 1]``; columns index ``candidates`` ``[C]`` (sorted, distinct); items not
+    among them are left out.
 
-    >>> rows = torch.tensor([[0, 3, 1]])
-    >>> h = heard_pairs(rows, rows > 0, torch.tensor([1, 2, 3]))
+    >>> h = heard_pairs(torch.tensor([[0, 3, 1]]), torch.tensor([1, 2, 3]))
     >>> h.rows.tolist(), h.cols.tolist()
     ([0, 1, 1], [2, 2, 0])
     """
     b, length = inputs.shape
+    valid = inputs > 0
     at = torch.searchsorted(candidates, inputs.contiguous()).clamp(max=len(candidates) - 1)
-    found = (candidates[at] == inputs) & (inputs > 0)
+    found = (candidates[at] == inputs) & valid
     position = torch.cumsum(valid.flatten(), 0).view(b, length) - 1  # row index of (i, t) among N
     earlier = torch.ones(length, length, dtype=torch.bool, device=inputs.device).tril()  # [t, t'] t' <= t
     i, t, heard_at = (valid[:, :, None] & found[:, None, :] & earlier).nonzero(as_tuple=True)
@@ -203,16 +204,15 @@ def next_item_loss(
     real positions, row-major), the items a position already heard are no negatives of it
     (:func:`heard_pairs`): the ranking they learn for leaves heard items out.
     """
-    valid = None if inputs is None else inputs > 0
     if kind == "full":
-        heard = None if inputs is None or valid is None else heard_pairs(inputs, valid, candidates)
+        heard = None if inputs is None else heard_pairs(inputs, candidates)
         return full_softmax(q, positives, vectors, tau, heard)
     if negatives is None:
         raise ValueError(f"{kind} needs negatives")
     at = torch.searchsorted(candidates, positives)
     negative_vectors = vectors[torch.searchsorted(candidates, negatives.items)]
     pos_log_q = log_q(positives, frequency, negatives.in_batch, negatives.uniform)
-    heard = None if inputs is None or valid is None else heard_pairs(inputs, valid, negatives.items)
+    heard = None if inputs is None else heard_pairs(inputs, negatives.items)
     return sampled_softmax(
         kind, q, positives, vectors[at], pos_log_q, negatives, negative_vectors, tau, heard
     )

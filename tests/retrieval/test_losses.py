@@ -110,10 +110,9 @@ def test_heard_pairs_list_every_earlier_input_of_each_position() -> None:
     inputs = torch.randint(0, 9, (4, 6), generator=gen)
     inputs[0, :2] = 0  # left padding
     candidates = torch.tensor([1, 3, 4, 8])
-    valid = inputs > 0
-    heard = losses.heard_pairs(inputs, valid, candidates)
+    heard = losses.heard_pairs(inputs, candidates)
     expected = set()
-    for n, (i, t) in enumerate(valid.nonzero().tolist()):
+    for n, (i, t) in enumerate((inputs > 0).nonzero().tolist()):
         for item in inputs[i, : t + 1].tolist():
             if item in candidates.tolist():
                 expected.add((n, candidates.tolist().index(item)))
