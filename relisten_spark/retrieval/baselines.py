@@ -6,7 +6,9 @@ exact blocked top-K, with the same heard exclusion, as the retriever):
 
 * popularity — every user ``[1]``, every song ``[plays]`` (its events in the rows given);
 * SVD nearest songs — ``U diag(s)`` and ``V`` of the user x song SVD of the feature job (the
-  candidates of today's scoring path, :mod:`relisten_spark.scoring.candidates`);
+  candidates of today's scoring path, :mod:`relisten_spark.scoring.candidates`); a member
+  without rows in the SVD's fit has no vector (the feature job writes zeros for one, whose
+  "list" would only be the order the top-K scans tied songs in);
 * ALS — Spark ML's implicit ALS (:mod:`relisten_spark.retrieval.als`).
 """
 
@@ -48,11 +50,12 @@ def singular_values(values: DataFrame, profile: str) -> list[float]:
     return [float(r["value"]) for r in rows]
 
 
-def popularity_vectors(rows: DataFrame) -> tuple[DataFrame, DataFrame]:
-    """(users, items): every user of ``rows`` ``[msno, song_id, ...]`` with ``[1]``, every song
-    with ``[plays]``, its number of rows."""
+def popularity_vectors(rows: DataFrame, users: DataFrame | None = None) -> tuple[DataFrame, DataFrame]:
+    """(users, items): every user of ``users`` ``[msno]`` (None: of ``rows`` ``[msno, song_id,
+    ...]``) with ``[1]``, every song of ``rows`` with ``[plays]``, its number of rows."""
     users = (
-        rows.select("msno")
+        (rows if users is None else users)
+        .select("msno")
         .distinct()
         .select("msno", F.array(F.lit(1.0)).cast("array<float>").alias("vector"))
     )
@@ -61,7 +64,8 @@ def popularity_vectors(rows: DataFrame) -> tuple[DataFrame, DataFrame]:
 
 
 def svd_vectors(spark: SparkSession, root: str, profile: str) -> tuple[DataFrame, DataFrame]:
-    """(users ``U diag(s)``, items ``V``) of the silver SVD tables of ``profile``."""
+    """(users ``U diag(s)``, items ``V``) of the silver SVD tables of ``profile``; members whose
+    components are all zero (no rows in the fit) are left out."""
     members = read_svd_table(spark, root, "svd_member", profile)
     songs = read_svd_table(spark, root, "svd_song", profile)
     values = singular_values(read_svd_table(spark, root, "svd_values", profile), profile)
@@ -73,6 +77,8 @@ def svd_vectors(spark: SparkSession, root: str, profile: str) -> tuple[DataFrame
             f"components, {len(values)} singular values"
         )
     scaled = [F.col(c) * F.lit(s) for c, s in zip(user_cols, values, strict=True)]
-    users = members.select("msno", F.array(*scaled).cast("array<float>").alias("vector"))
+    users = members.select("msno", F.array(*scaled).cast("array<float>").alias("vector")).where(
+        F.exists("vector", lambda x: x != 0)
+    )
     items = songs.select("song_id", F.array(*song_cols).cast("array<float>").alias("vector"))
     return users, items

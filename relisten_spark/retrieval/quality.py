@@ -12,6 +12,10 @@ from data before the ``eval`` period:
 * ``retrieval:als`` — Spark ML implicit ALS fit on the rows before the period.
 
 Every list is cut by the same exact blocked top-K (:mod:`relisten_spark.retrieval.nearest`).
+A user a model has no vector for (no events before the period; for SVD, none in its fit rows)
+gets the popularity list from every model alike, as the engine's candidates fill such a user
+from the ``popular`` source: the figures compare what the models learned, not which of them
+happens to return something for a cold user.
 Already-heard songs: under the time protocol (KKBOX, synthetic) a user's songs before the period
 are excluded from their list (a KKBOX pair occurs once in the log, so a heard song is never a
 target); under leave-one-out (``data.source: interactions``) nothing is excluded, as RecBole
@@ -97,26 +101,35 @@ def model_lists(
     spark: SparkSession, cfg: Config, version: str, hold: Holdout, work: Path, name: str = RETRIEVER
 ) -> dict[str, DataFrame]:
     """``{model: lists}``: the retriever's (as model ``name``) and, for :data:`RETRIEVER`, each
-    baseline's top :data:`EVENT_K` (or max K)."""
+    baseline's top :data:`EVENT_K` (or max K), every period user's (module docstring: the
+    popularity list for a user a model has no vector for)."""
     k, block = max(*KS, EVENT_K), cfg.scoring.block_size
     folder = nearest.resolve_retriever(cfg.models.root, version)
     period_users = hold.period.select("msno").distinct()
+    users, items = baselines.popularity_vectors(hold.before, period_users)
+    popular = checkpoint(factor_lists(users, items, hold, str(work / "popularity"), k, block))
     top = nearest.retriever_lists(
         spark, cfg.models.root, folder, hold.before, period_users, hold.heard is not None, k, block
     )
-    out = {name: top}
+    out = {name: with_fallback(top, popular)}
     if name != RETRIEVER:
         return out
-    users, items = baselines.popularity_vectors(hold.before)
-    out[POPULARITY] = factor_lists(users, items, hold, str(work / "popularity"), k, block)
+    out[POPULARITY] = popular
     try:
         users, items = baselines.svd_vectors(spark, cfg.lake.root, cfg.scoring.profile)
-        out[SVD] = factor_lists(users, items, hold, str(work / "svd"), k, block)
+        out[SVD] = with_fallback(factor_lists(users, items, hold, str(work / "svd"), k, block), popular)
     except InputError as exc:
         log.info("retrieval evaluation: no SVD baseline (%s)", exc)
     users, items = als.als_vectors(hold.before)
-    out[ALS] = factor_lists(users, items, hold, str(work / "als"), k, block)
+    out[ALS] = with_fallback(factor_lists(users, items, hold, str(work / "als"), k, block), popular)
     return out
+
+
+def with_fallback(lists: DataFrame, fallback: DataFrame) -> DataFrame:
+    """``lists`` plus the ``fallback`` lists of the users without one in ``lists`` (both
+    :data:`nearest.TOP_K_SCHEMA`)."""
+    missing = fallback.join(lists.select("msno").distinct(), "msno", "left_anti")
+    return lists.unionByName(missing)
 
 
 def measure(lists: DataFrame, hold: Holdout, models: list[str]) -> DataFrame:

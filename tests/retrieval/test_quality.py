@@ -1,5 +1,6 @@
 """Full-ranking evaluation: metrics of a planted case, exact factor top-K with heard exclusion,
-and the retriever with its baselines end to end into gold.metrics."""
+the popularity list for a user a model has no vector for, and the retriever with its baselines
+end to end into gold.metrics."""
 
 from __future__ import annotations
 
@@ -8,18 +9,52 @@ from typing import Any
 
 import numpy as np
 import pytest
-from retrieval_fixtures import save_tiny_retriever, write_bronze
+from pyspark.sql import functions as F
+from retrieval_fixtures import SONGS, TRAIN, save_tiny_retriever, write_bronze
 
 from relisten_spark import lake, schemas
 from relisten_spark.config import load_config
-from relisten_spark.retrieval import nearest, quality
+from relisten_spark.retrieval import baselines, nearest, quality
 from relisten_spark.retrieval.sequences import write_sequences
+from relisten_spark.runtime import Held
 
 pytestmark = pytest.mark.spark
 
 
 def _values(df: Any) -> dict[tuple[str, str], float]:
     return {(r["model"], r["metric"]): r["value"] for r in df.collect()}
+
+
+def _write_svd(spark: Any, root: str, members: dict[str, list[float]], songs: dict[str, list[float]]) -> None:
+    """Serving SVD tables: member and song components as given, singular values 2, 1, ..."""
+    dim = len(next(iter(songs.values())))
+    comps = ", ".join(f"{{p}}_component_{j} float" for j in range(dim))
+    tables = {
+        "svd_member": (
+            [("serving", m, *v) for m, v in members.items()],
+            "profile string, msno string, " + comps.format(p="member"),
+        ),
+        "svd_song": (
+            [("serving", s, *v) for s, v in songs.items()],
+            "profile string, song_id string, " + comps.format(p="song"),
+        ),
+        "svd_values": (
+            [("serving", "user_song", j, float(dim + 1 - j)) for j in range(dim)],
+            "profile string, matrix string, component int, value double",
+        ),
+    }
+    for name, (rows, schema) in tables.items():
+        lake.write(
+            spark, spark.createDataFrame(rows, schema), f"{root}/silver/{name}", partition_by=["profile"]
+        )
+
+
+def _lists(df: Any) -> dict[str, list[str]]:
+    """``{msno: song_ids by rank}`` of :data:`nearest.TOP_K_SCHEMA` rows."""
+    out: dict[str, list[tuple[int, str]]] = {}
+    for r in df.collect():
+        out.setdefault(r["msno"], []).append((r["rank"], r["song_id"]))
+    return {m: [s for _, s in sorted(v)] for m, v in out.items()}
 
 
 def test_measure_of_a_planted_case(spark: Any) -> None:
@@ -69,6 +104,54 @@ def test_factor_top_k_is_exact_and_leaves_heard_songs_out(spark: Any, tmp_path: 
         want = sorted(allowed, key=lambda j: (-scores[u, j], j))[:5]
         assert sorted(lists[f"u{u}"]) == [(r + 1, song_ids[j]) for r, j in enumerate(want)]
     assert len(lists["u2"]) == 2  # only two songs left unheard
+
+
+def test_svd_vectors_leave_out_members_without_factors(spark: Any, tmp_path: Path) -> None:
+    # the feature job writes zeros for a member without fit rows: no vector, not a "list" of ties
+    _write_svd(
+        spark, str(tmp_path), {"u1": [0.5, -1.0], "cold": [0.0, 0.0]}, {"s1": [1.0, 0.0], "s2": [0.0, 1.0]}
+    )
+    users, items = baselines.svd_vectors(spark, str(tmp_path), "serving")
+    assert {r["msno"]: r["vector"] for r in users.collect()} == {"u1": [1.5, -2.0]}  # U diag(3, 2)
+    assert items.count() == 2
+
+
+@pytest.mark.slow  # ALS, torch in the Python workers and a dozen Spark jobs: about a minute
+def test_a_user_without_a_vector_gets_the_popularity_list_from_every_model(
+    spark: Any, tmp_path: Path
+) -> None:
+    cfg = load_config(
+        None, [f"lake.root={tmp_path / 'lake'}", f"models.root={tmp_path / 'models'}", "retriever.max_len=3"]
+    )
+    write_bronze(spark, cfg)
+    version = save_tiny_retriever(cfg.models.root, write_sequences(spark, cfg, tmp_path / "work"))
+    songs = sorted({s for _, _, s, *_ in TRAIN} | {s for s, *_ in SONGS})
+    rng = np.random.default_rng(3)
+    # u3 has events but no SVD factors (as if none were in the SVD's fit)
+    members = {"u1": rng.normal(size=2).tolist(), "u2": rng.normal(size=2).tolist(), "u3": [0.0, 0.0]}
+    _write_svd(spark, cfg.lake.root, members, {s: rng.normal(size=2).tolist() for s in songs})
+    held = Held()
+    try:
+        hold = quality.eval_holdout(spark, cfg, held)
+        # two more period users: u9 with no event before the period, u3 without SVD factors
+        extra = hold.period.limit(1).drop("msno")
+        period = hold.period.unionByName(extra.withColumn("msno", F.lit("u9"))).unionByName(
+            extra.withColumn("msno", F.lit("u3"))
+        )
+        heard = nearest.heard_pairs(hold.before, period.select("msno").distinct())
+        lists = quality.model_lists(
+            spark, cfg, version, quality.Holdout(hold.before, period, heard, "time"), tmp_path / "work2"
+        )
+        got = {model: _lists(df) for model, df in lists.items()}
+    finally:
+        held.release()
+    popular = got[quality.POPULARITY]
+    assert set(popular) == {"u1", "u2", "u3", "u9"}
+    assert set(popular["u9"][:2]) == {"s1", "s2"}  # the most played songs before the period (3 plays each)
+    for model in (quality.RETRIEVER, quality.SVD, quality.ALS):
+        assert set(got[model]) == set(popular), model
+        assert got[model]["u9"] == popular["u9"], model
+    assert got[quality.SVD]["u3"] == popular["u3"]
 
 
 @pytest.mark.slow  # ALS, torch in the Python workers and a dozen Spark jobs: about a minute
