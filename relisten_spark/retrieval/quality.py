@@ -127,7 +127,9 @@ def model_lists(
 
 def with_fallback(lists: DataFrame, fallback: DataFrame) -> DataFrame:
     """``lists`` plus the ``fallback`` lists of the users without one in ``lists`` (both
-    :data:`nearest.TOP_K_SCHEMA`)."""
+    :data:`nearest.TOP_K_SCHEMA`); ``lists`` is materialised first, so that its top-K runs once
+    for the union and the anti-join."""
+    lists = checkpoint(lists)
     missing = fallback.join(lists.select("msno").distinct(), "msno", "left_anti")
     return lists.unionByName(missing)
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from pyspark.sql import functions as F
 from retrieval_fixtures import SONGS, TRAIN, save_tiny_retriever, write_bronze
+from svd_tables import write_svd_tables
 
 from relisten_spark import lake, schemas
 from relisten_spark.config import load_config
@@ -23,30 +24,6 @@ pytestmark = pytest.mark.spark
 
 def _values(df: Any) -> dict[tuple[str, str], float]:
     return {(r["model"], r["metric"]): r["value"] for r in df.collect()}
-
-
-def _write_svd(spark: Any, root: str, members: dict[str, list[float]], songs: dict[str, list[float]]) -> None:
-    """Serving SVD tables: member and song components as given, singular values 2, 1, ..."""
-    dim = len(next(iter(songs.values())))
-    comps = ", ".join(f"{{p}}_component_{j} float" for j in range(dim))
-    tables = {
-        "svd_member": (
-            [("serving", m, *v) for m, v in members.items()],
-            "profile string, msno string, " + comps.format(p="member"),
-        ),
-        "svd_song": (
-            [("serving", s, *v) for s, v in songs.items()],
-            "profile string, song_id string, " + comps.format(p="song"),
-        ),
-        "svd_values": (
-            [("serving", "user_song", j, float(dim + 1 - j)) for j in range(dim)],
-            "profile string, matrix string, component int, value double",
-        ),
-    }
-    for name, (rows, schema) in tables.items():
-        lake.write(
-            spark, spark.createDataFrame(rows, schema), f"{root}/silver/{name}", partition_by=["profile"]
-        )
 
 
 def _lists(df: Any) -> dict[str, list[str]]:
@@ -108,9 +85,8 @@ def test_factor_top_k_is_exact_and_leaves_heard_songs_out(spark: Any, tmp_path: 
 
 def test_svd_vectors_leave_out_members_without_factors(spark: Any, tmp_path: Path) -> None:
     # the feature job writes zeros for a member without fit rows: no vector, not a "list" of ties
-    _write_svd(
-        spark, str(tmp_path), {"u1": [0.5, -1.0], "cold": [0.0, 0.0]}, {"s1": [1.0, 0.0], "s2": [0.0, 1.0]}
-    )
+    members = {"u1": [0.5, -1.0], "cold": [0.0, 0.0]}
+    write_svd_tables(spark, str(tmp_path), members, {"s1": [1.0, 0.0], "s2": [0.0, 1.0]}, [3.0, 2.0])
     users, items = baselines.svd_vectors(spark, str(tmp_path), "serving")
     assert {r["msno"]: r["vector"] for r in users.collect()} == {"u1": [1.5, -2.0]}  # U diag(3, 2)
     assert items.count() == 2
@@ -129,7 +105,9 @@ def test_a_user_without_a_vector_gets_the_popularity_list_from_every_model(
     rng = np.random.default_rng(3)
     # u3 has events but no SVD factors (as if none were in the SVD's fit)
     members = {"u1": rng.normal(size=2).tolist(), "u2": rng.normal(size=2).tolist(), "u3": [0.0, 0.0]}
-    _write_svd(spark, cfg.lake.root, members, {s: rng.normal(size=2).tolist() for s in songs})
+    write_svd_tables(
+        spark, cfg.lake.root, members, {s: rng.normal(size=2).tolist() for s in songs}, [3.0, 2.0]
+    )
     held = Held()
     try:
         hold = quality.eval_holdout(spark, cfg, held)

@@ -11,6 +11,7 @@ from deltalake import DeltaTable
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 from stand_in_models import register_stack
+from svd_tables import write_svd_tables
 
 from relisten_spark import lake, schemas
 from relisten_spark.config import SurfaceConfig, load_config
@@ -74,19 +75,9 @@ def _bronze(spark, cfg) -> BronzeFrames:
 
 def _write_svd(spark, cfg) -> None:
     rng = np.random.default_rng(1)
-    members = [("serving", u, *map(float, rng.normal(size=DIM))) for u in ("u1", "u2", "u3")]
-    songs = [("serving", s, *map(float, rng.normal(size=DIM))) for s in SONGS]
-    comps = ", ".join(f"{{p}}_component_{j} float" for j in range(DIM))
-    root = cfg.lake.root
-    values = [("serving", "user_song", j, float(3 - j)) for j in range(DIM)]
-    tables = {
-        "svd_member": (members, "profile string, msno string, " + comps.format(p="member")),
-        "svd_song": (songs, "profile string, song_id string, " + comps.format(p="song")),
-        "svd_values": (values, "profile string, matrix string, component int, value double"),
-    }
-    for name, (rows, schema) in tables.items():
-        df = spark.createDataFrame(rows, schema)
-        lake.write(spark, df, f"{root}/silver/{name}", partition_by=["profile"])
+    members = {u: rng.normal(size=DIM).tolist() for u in ("u1", "u2", "u3")}
+    songs = {s: rng.normal(size=DIM).tolist() for s in SONGS}
+    write_svd_tables(spark, cfg.lake.root, members, songs, [float(3 - j) for j in range(DIM)])
 
 
 def test_surface_codes_follow_the_feature_encoders(spark, tmp_lake) -> None:
