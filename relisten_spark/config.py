@@ -304,6 +304,11 @@ class RetrieverConfig(Section):
     mask_heard: bool = Field(
         False, description="training: the items a position's user already heard are no negatives of it"
     )
+    refit: bool = Field(
+        False,
+        description="after the validated run, train again from the start on the fit and calib rows "
+        "for its best epoch count; that refit is the registered model candidates and evaluation use",
+    )
     seed: int = Field(42, description="seed of weights, shuffling and negatives")
     num_processes: int = Field(
         1, ge=1, description="DistributedDataParallel ranks (TorchDistributor processes)"

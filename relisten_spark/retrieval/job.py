@@ -4,7 +4,7 @@ the item table and frequencies, and the row groups of the sequence shards (small
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -95,19 +95,20 @@ def params_of(cfg: RetrieverConfig) -> RetrieverParams:
     )
 
 
-def read_item_table(seqs: SequenceSet) -> tuple[np.ndarray, np.ndarray]:
-    """``item_meta`` ``[n + 1, 3]`` and ``item_counts`` ``[n + 1]`` from ``items.parquet``, by index."""
-    table = pq.read_table(seqs.items, columns=["item_index", "artist", "genre", "language", "item_count"])
+def read_item_table(seqs: SequenceSet, counts: str = "item_count") -> tuple[np.ndarray, np.ndarray]:
+    """``item_meta`` ``[n + 1, 3]`` and ``item_counts`` ``[n + 1]`` (column ``counts``) from
+    ``items.parquet``, by index."""
+    table = pq.read_table(seqs.items, columns=["item_index", "artist", "genre", "language", counts])
     index = table.column("item_index").to_numpy()
     n = seqs.vocab.items
     if not np.array_equal(np.sort(index), np.arange(n)):
         raise ValueError(f"{seqs.items} must hold item indices 0..{n - 1} once each")
     meta = np.zeros((n, 3), dtype=np.int32)
-    counts = np.zeros(n, dtype=np.float64)
+    frequency = np.zeros(n, dtype=np.float64)
     for j, name in enumerate(("artist", "genre", "language")):
         meta[index, j] = table.column(name).to_numpy()
-    counts[index] = table.column("item_count").to_numpy()
-    return meta, counts
+    frequency[index] = table.column(counts).to_numpy()
+    return meta, frequency
 
 
 def parquet_files(folder: str) -> list[str]:
@@ -144,4 +145,23 @@ def build_job(cfg: Config, seqs: SequenceSet, run_id: str, metadata: dict[str, A
         calib=tuple(shards.list_row_groups(parquet_files(seqs.calib))),
         sequences=seqs.root,
         **rank_fields(cfg, seqs.root, run_id, metadata),
+    )
+
+
+def refit_job(job: RetrieverJob, seqs: SequenceSet, validated: dict[str, Any]) -> RetrieverJob:
+    """``job`` again from the start on the ``refit`` rows (``fit`` and ``calib`` events) and their
+    item counts, for the ``best_epoch + 1`` epochs of the ``validated`` run's result, without
+    validation (the calib rows are trained on); its metadata names that run's version and keeps
+    its validation figures, which the refit reports."""
+    meta, counts = read_item_table(seqs, "refit_count")
+    figures = {k.removeprefix("val_"): v for k, v in validated.items() if k.startswith("val_")}
+    return replace(
+        job,
+        params=replace(job.params, epochs=validated["best_epoch"] + 1, patience=0),
+        item_meta=meta,
+        item_counts=counts,
+        train=tuple(shards.list_row_groups(parquet_files(seqs.refit))),
+        calib=(),
+        error_dir=f"{job.error_dir}-refit",
+        metadata={**job.metadata, "refit_of": validated["version"], "validation": figures},
     )

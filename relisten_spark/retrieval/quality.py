@@ -5,7 +5,8 @@ ranks **every** song of its catalogue for each user with ``eval`` events (no sam
 from data before the ``eval`` period:
 
 * ``retriever`` — the trained version, its user vectors from each user's last ``max_len``
-  events before the period (the model itself was trained on the ``fit`` rows only);
+  events before the period (the model itself trained on the ``fit`` rows, or with
+  ``retriever.refit`` on the ``fit`` and ``calib`` rows);
 * ``retrieval:popularity`` — songs by their plays in the rows before the period;
 * ``retrieval:svd`` — the SVD nearest songs of today's scoring path (the feature job's serving
   factors, fit on the ``fit`` rows); skipped, with a log line, without those tables;

@@ -17,6 +17,8 @@ Written under ``work_dir`` (every table a folder of Parquet files):
   user's ``fit`` events in time order, cut from the end into windows of ``max_len + 1`` events
   that overlap by one (inputs ``[:-1]``, next-item targets ``[1:]``: every ``fit`` event but the
   user's first is a target exactly once); one row per window of at least two events;
+* ``refit/`` (``retriever.refit`` only): the same windows over each user's ``fit`` and
+  ``calib`` events, the rows the refit trains on;
 * ``calib/``, ``eval/``: the same token arrays (the last ``max_len`` events before the period,
   time order, not padded) plus ``targets array<int>`` (the distinct items of the user's period
   events, ascending) and ``relistened array<int>`` (those of events with ``target = 1``); one row
@@ -24,7 +26,8 @@ Written under ``work_dir`` (every table a folder of Parquet files):
   ``eval`` history: ``fit`` and ``calib`` rows);
 * ``items.parquet`` ``[item_index int, song_id string, artist int, genre int, language int,
   item_count long]``: one row per index 0..n_items (row 0 the padding), ``item_count`` the
-  item's occurrences among the train rows' targets;
+  item's occurrences among the train rows' targets (and with ``retriever.refit``
+  ``refit_count long``, among the refit rows' targets);
 * ``users.parquet`` ``[user_index int, msno string]`` (0..users-1 by ``msno``);
 * ``vocab.json``: :class:`Vocab`.
 """
@@ -92,6 +95,10 @@ class SequenceSet:
     @property
     def train(self) -> str:
         return f"{self.root}/train"
+
+    @property
+    def refit(self) -> str:
+        return f"{self.root}/refit"
 
     @property
     def calib(self) -> str:
@@ -318,6 +325,12 @@ def write_sequences(spark: SparkSession, cfg: Config, work_dir: str | Path) -> S
         items_out = _item_counts(train_back, items).select(
             "item_index", "song_id", "artist", "genre", "language", "item_count"
         )
+        if cfg.retriever.refit:
+            _write(windows(history, max_len + 1), f"{root}/refit", files)
+            refit = _item_counts(spark.read.parquet(f"{root}/refit"), items)
+            items_out = items_out.join(
+                refit.select("item_index", F.col("item_count").alias("refit_count")), "item_index"
+            )
         _write(items_out, f"{root}/items.parquet", 1)
         _write(users.select("user_index", "msno"), f"{root}/users.parquet", 1)
         vocab = _vocab(items, sources, n_users, max_len)

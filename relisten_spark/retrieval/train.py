@@ -6,6 +6,9 @@
    (:mod:`~relisten_spark.retrieval.worker`, gloo on CPU, NCCL with ``retriever.use_gpu``), each
    streaming its share of the train shards; rank 0 saves ``models/retriever/<version>/``
    (``retriever.pt``, ``items.parquet``, ``vocab.json``, metadata.json with the per-epoch history);
+   with ``retriever.refit`` the ranks then train again from the start on the fit and calib rows
+   for the validated run's best epoch count (:func:`~relisten_spark.retrieval.job.refit_job`), a
+   second version whose metadata names the first (``refit_of``): the one evaluated and used;
 3. the retriever and the baselines are evaluated by full ranking into ``gold.metrics``
    (:func:`~relisten_spark.retrieval.quality.evaluate_retriever`); the work folder is removed.
 """
@@ -22,7 +25,7 @@ from pyspark.sql import SparkSession
 from relisten_spark import lake, tracking
 from relisten_spark.config import Config
 from relisten_spark.models.ddp.launch import run_ranks
-from relisten_spark.retrieval.job import RetrieverJob, build_job
+from relisten_spark.retrieval.job import RetrieverJob, build_job, refit_job
 from relisten_spark.retrieval.predict import load_retriever
 from relisten_spark.retrieval.quality import evaluate_retriever
 from relisten_spark.retrieval.sequences import write_sequences
@@ -76,6 +79,10 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, Any]:
         with timer.phase("training"):
             result = train(job, cfg)
         summary: dict[str, Any] = {"run_id": run_id, "loss": cfg.retriever.loss}
+        if cfg.retriever.refit:
+            summary["validated_version"] = result["version"]
+            with timer.phase("refit"):
+                result = train(refit_job(job, seqs, result), cfg)
         summary.update({k: result[k] for k in SUMMARY_KEYS})
         with timer.phase("evaluation"):
             summary["evaluation"] = evaluate_retriever(spark, cfg, result["version"])

@@ -12,7 +12,9 @@ Validation after every epoch ranks the whole catalogue for each ``calib`` user (
 against every item, padding excluded, and the input sequence's items when
 ``retriever.exclude_heard``): each rank scores its contiguous share, the NDCG@10 / HR@10 /
 recall@200 sums are all-reduced, so every rank takes the same early-stopping decision (on
-``retriever.early_stopping_metric``). The best epoch's weights are kept. Rank 0 saves the
+``retriever.early_stopping_metric``). The best epoch's weights are kept. A refit job
+(:func:`~relisten_spark.retrieval.job.refit_job`, no calib rows) skips validation, keeps its
+last epoch and reports the validated run's figures. Rank 0 saves the
 model, its item table and vocab in the registry.
 
 The model starts with each item's bias at its log count among the train targets
@@ -245,33 +247,33 @@ def _train(job: RetrieverJob, rank: int, state: dict[str, str]) -> str:
     join_group(job.use_gpu, job.timeout_s, state)
     started = time.perf_counter()
     t = _setup(job, rank, world, device)
-    history = History(job.params.patience)
+    validating = bool(job.calib)  # a refit (no calib rows) trains its epochs and keeps the last
+    history = History(job.params.patience, keep_best=validating)
     for epoch in range(job.params.epochs):
         state["stage"] = f"training epoch {epoch}"
         t.train.set_epoch(epoch)
         loss_sum, positions, sequences, seconds = _all_ranks(_train_epoch(t, job, device), device)
         state["stage"] = f"validating epoch {epoch}"
-        val = validate(t.model, job, rank, world, device)
+        val = validate(t.model, job, rank, world, device) if validating else {}
         rate = sequences / seconds if seconds > 0 else float("nan")
         entry = {"epoch": epoch, "loss": loss_sum / max(positions, 1), **val, "sequences_per_s": rate}
         history.epochs.append({**entry, "seconds": seconds})
         history.rows += int(sequences)
         history.train_s += seconds
         if rank == 0:
+            figures = " val " + " ".join(f"{name} {value:.4f}" for name, value in val.items()) if val else ""
             log.info(
-                "retriever epoch %d/%d loss %.4f val ndcg@10 %.4f hr@10 %.4f recall@200 %.4f "
-                "sequences/s %.0f (%.0f per process) %.1f s",
+                "retriever %s %d/%d loss %.4f%s sequences/s %.0f (%.0f per process) %.1f s",
+                "epoch" if validating else "refit epoch",
                 epoch + 1,
                 job.params.epochs,
                 entry["loss"],
-                val[f"ndcg@{K}"],
-                val[f"hr@{K}"],
-                val[f"recall@{RECALL_K}"],
+                figures,
                 rate,
                 rate / world,
                 seconds,
             )
-        if history.stop_after(epoch, val[job.params.stop_on], t.model):
+        if history.stop_after(epoch, val[job.params.stop_on] if validating else epoch, t.model):
             break
     history.finish(t.model, started, world, device)
     result: dict[str, Any] = {}
@@ -283,7 +285,7 @@ def _train(job: RetrieverJob, rank: int, state: dict[str, str]) -> str:
 
 def _register(job: RetrieverJob, model: Retriever, history: History, device: torch.device) -> dict[str, Any]:
     """Save the model in the registry (rank 0); its version and metrics without the history."""
-    best = history.epochs[history.best_epoch]
+    best = history.epochs[history.best_epoch] if job.calib else job.metadata["validation"]
     metrics = {
         **{f"val_{name}": best[name] for name in (f"ndcg@{K}", f"hr@{K}", f"recall@{RECALL_K}")},
         **history.totals("sequences"),

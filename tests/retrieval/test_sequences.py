@@ -24,7 +24,7 @@ def written(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Confi
     from relisten_spark.config import load_config
 
     base = tmp_path_factory.mktemp("seq")
-    cfg = load_config(None, [f"lake.root={base / 'lake'}", "retriever.max_len=3"])
+    cfg = load_config(None, [f"lake.root={base / 'lake'}", "retriever.max_len=3", "retriever.refit=true"])
     write_bronze(spark, cfg)
     return cfg, write_sequences(spark, cfg, base / "work")
 
@@ -53,6 +53,23 @@ def test_train_windows_cover_the_events_before_the_cutoff_in_order(
     assert last["sources"] == [0, discover, library, discover]
     tokens = ("artists", "genres", "languages", "sources")
     assert all(len(r[t]) == len(r["items"]) for r in table for t in tokens)
+
+
+def test_refit_windows_add_the_calib_events(written: tuple[Config, SequenceSet]) -> None:
+    """``retriever.refit``: the same windows over the fit and calib events (u1's calib s7, u3's s1),
+    and each item's count among their targets."""
+    _, seqs = written
+    windows = sorted((r["user_index"], r["items"]) for r in pq.read_table(seqs.refit).to_pylist())
+    assert windows == [
+        (0, [1, 2, 3, 4]),
+        (0, [4, 5, 6, 7]),
+        (1, [1, 2]),
+        (1, [2, 4, 5, 6]),
+        (1, [6, 7, 8, 9]),
+        (2, [2, 1]),
+    ]
+    items = _rows(seqs.items)
+    assert [items[i]["refit_count"] for i in range(10)] == [0, 1, 2, 1, 2, 2, 2, 2, 1, 1]
 
 
 def test_calib_and_eval_rows_hold_the_history_before_their_period(

@@ -19,7 +19,7 @@ from retrieval_fixtures import in_process
 
 from relisten_spark.config import Config, load_config
 from relisten_spark.models import registry
-from relisten_spark.retrieval.job import RetrieverJob, build_job
+from relisten_spark.retrieval.job import RetrieverJob, build_job, refit_job
 from relisten_spark.retrieval.predict import load_retriever
 from relisten_spark.retrieval.sequences import VOCAB_FILE, SequenceSet, Vocab
 from relisten_spark.retrieval.train import train
@@ -233,6 +233,41 @@ def test_saved_version_serves_item_matrix_and_user_vectors(toy, monkeypatch) -> 
     assert int(np.argmax(scores)) + 1 == 7
 
 
+def _add_refit_rows(seqs: SequenceSet) -> None:
+    """A ``refit`` folder in which every user steps by two items (the toy world steps by one),
+    and the item table's ``refit_count`` column."""
+    rng = np.random.default_rng(1)
+    events = (rng.integers(0, N_ITEMS, USERS)[:, None] + 2 * np.arange(MAX_LEN + 1)[None, :]) % N_ITEMS + 1
+    Path(seqs.refit).mkdir()
+    pq.write_table(_token_table(events, np.ones_like(events)), f"{seqs.refit}/part-0.parquet")
+    items = pq.read_table(seqs.items)
+    counts = np.bincount(events[:, 1:].ravel(), minlength=N_ITEMS + 1)
+    pq.write_table(
+        items.append_column("refit_count", pa.array(counts, pa.int64())), f"{seqs.items}/part-0.parquet"
+    )
+
+
+def test_refit_trains_the_best_epoch_count_on_the_refit_rows(tmp_path, monkeypatch) -> None:
+    """The refit starts again on the ``refit`` rows for the validated run's best epoch count: the
+    model learns their world (two items a step), reports the validated run's figures and names it."""
+    cfg = toy_config(tmp_path)
+    seqs = write_toy_sequences(tmp_path / "work")
+    _add_refit_rows(seqs)
+    job = build_job(cfg, seqs, "test-refit", {"data_source": "toy"})
+    validated = _in_process(job, "validated", monkeypatch, 29569)
+    refit = _in_process(refit_job(job, seqs, validated), "refit", monkeypatch, 29570)
+    meta = registry.load_metadata(registry.resolve(cfg.models.root, RETRIEVER, refit["version"]))
+    assert meta["refit_of"] == validated["version"]
+    assert refit["epochs_run"] == refit["best_epoch"] + 1 == validated["best_epoch"] + 1
+    assert "ndcg@10" not in meta["metrics"]["history"][0]  # no validation on rows it trains on
+    assert all(refit[k] == validated[k] for k in ("val_ndcg@10", "val_hr@10", "val_recall@200"))
+    model = load_retriever(cfg.models.root, refit["version"])
+    seq = np.array([[4, 6, 8]])  # two items a step: 10 comes next in the refit world, 9 in the toy one
+    tokens = [seq, seq % 5 + 1, seq % 3 + 1, np.ones_like(seq), np.ones_like(seq)]
+    scores = model.user_vectors(*tokens) @ model.item_matrix()[1:].T
+    assert int(np.argmax(scores)) + 1 == 10
+
+
 @pytest.mark.slow
 def test_torch_distributor_runs_the_ranks(spark, toy) -> None:
     cfg, job = toy
@@ -282,11 +317,14 @@ def test_stage_trains_registers_and_evaluates(spark, tmp_path) -> None:
             "retriever.epochs=2",
             "retriever.batch_size=4",
             "retriever.threads_per_process=1",
+            "retriever.refit=true",
         ],
     )
     write_bronze(spark, cfg)
     summary = run(spark, cfg)
     assert summary["epochs_run"] <= 2
+    refit = registry.load_metadata(registry.resolve(cfg.models.root, RETRIEVER, summary["version"]))
+    assert refit["refit_of"] == summary["validated_version"] != summary["version"]
     assert not any((Path(cfg.models.root) / WORK_FOLDER).iterdir())  # the run's sequences are gone
     folder = registry.resolve(cfg.models.root, RETRIEVER, summary["version"])
     assert {p.name for p in folder.iterdir()} >= {RETRIEVER_MODEL_FILE, "items.parquet", "vocab.json"}
