@@ -38,6 +38,7 @@ QUALITY_MODELS = (
     (quality.STAGE2, "retriever, stage 2 (fine-tuned)"),
     (quality.POPULARITY, "popularity"),
     (quality.SVD, "svd"),
+    (quality.SVD_BEFORE, "svd (rows before the period)"),
     (quality.ALS, "als"),
 )
 QUALITY_COLUMNS = (

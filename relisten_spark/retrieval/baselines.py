@@ -9,6 +9,9 @@ exact blocked top-K, with the same heard exclusion, as the retriever):
   candidates of today's scoring path, :mod:`relisten_spark.scoring.candidates`); a member
   without rows in the SVD's fit has no vector (the feature job writes zeros for one, whose
   "list" would only be the order the top-K scans tied songs in);
+* SVD of the rows given (:func:`svd_fit_vectors`) — the same factorisation as the feature job's
+  (binary user x song matrix, same rank and solver), fit on the rows before the eval period as
+  ALS is, rather than on the feature job's ``fit`` rows;
 * ALS — Spark ML's implicit ALS (:mod:`relisten_spark.retrieval.als`).
 """
 
@@ -19,8 +22,12 @@ import re
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from relisten_spark.config import FeaturesConfig
 from relisten_spark.errors import InputError
-from relisten_spark.features.embeddings import read_svd_table
+from relisten_spark.features.embeddings import read_svd_table, song_entries
+from relisten_spark.features.svd import randomized_svd
+from relisten_spark.retrieval.sequences import dense_index
+from relisten_spark.runtime import checkpoint
 
 
 def factor_columns(df: DataFrame, prefix: str) -> list[str]:
@@ -63,6 +70,12 @@ def popularity_vectors(rows: DataFrame, users: DataFrame | None = None) -> tuple
     return users, plays.select("song_id", F.array("_plays").alias("vector"))
 
 
+def with_factors(users: DataFrame) -> DataFrame:
+    """The users ``[msno, vector]`` whose vector is not all zeros (an SVD pads the components
+    it could not find, and the feature job writes zeros for a member outside its fit)."""
+    return users.where(F.exists("vector", lambda x: x != 0))
+
+
 def svd_vectors(spark: SparkSession, root: str, profile: str) -> tuple[DataFrame, DataFrame]:
     """(users ``U diag(s)``, items ``V``) of the silver SVD tables of ``profile``; members whose
     components are all zero (no rows in the fit) are left out."""
@@ -77,8 +90,42 @@ def svd_vectors(spark: SparkSession, root: str, profile: str) -> tuple[DataFrame
             f"components, {len(values)} singular values"
         )
     scaled = [F.col(c) * F.lit(s) for c, s in zip(user_cols, values, strict=True)]
-    users = members.select("msno", F.array(*scaled).cast("array<float>").alias("vector")).where(
-        F.exists("vector", lambda x: x != 0)
-    )
+    users = with_factors(members.select("msno", F.array(*scaled).cast("array<float>").alias("vector")))
     items = songs.select("song_id", F.array(*song_cols).cast("array<float>").alias("vector"))
     return users, items
+
+
+def svd_fit_vectors(rows: DataFrame, features: FeaturesConfig) -> tuple[DataFrame, DataFrame]:
+    """(users ``U diag(s)``, items ``V``), materialised, of the binary user x song SVD of ``rows``
+    ``[msno, song_id, ...]``, with the feature job's rank, sketch and solver settings
+    (``features.*``)."""
+    users = dense_index(rows, "msno", "_user", start=0)
+    items = dense_index(rows, "song_id", "_item", start=0)
+    coded = (
+        rows.join(users, "msno")
+        .join(items, "song_id")
+        .select(F.col("_user").alias("msno"), F.col("_item").alias("song_id"))
+    )
+    buckets = int(rows.sparkSession.conf.get("spark.sql.shuffle.partitions") or "8")
+    svd = randomized_svd(
+        song_entries(coded),
+        features.svd_song_k,
+        features.svd_oversample,
+        features.svd_power_iters,
+        features.seed,
+        buckets,
+        "user_song (rows before the period)",
+        features.svd_local_max_nnz,
+    )
+    scale = F.array(*[F.lit(float(v)) for v in svd.values])
+    scaled = F.zip_with("vec", scale, lambda u, v: u * v).cast("array<float>")
+    user_vectors = with_factors(
+        svd.rows.join(users, F.col("id") == F.col("_user")).select("msno", scaled.alias("vector"))
+    )
+    item_vectors = svd.cols.join(items, F.col("id") == F.col("_item")).select(
+        "song_id", F.col("vec").cast("array<float>").alias("vector")
+    )
+    try:  # materialised, so that the factorisation's cached intermediates can go
+        return checkpoint(user_vectors), checkpoint(item_vectors)
+    finally:
+        svd.unpersist()

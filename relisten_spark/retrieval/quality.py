@@ -10,6 +10,8 @@ from data before the ``eval`` period:
 * ``retrieval:popularity`` — songs by their plays in the rows before the period;
 * ``retrieval:svd`` — the SVD nearest songs of today's scoring path (the feature job's serving
   factors, fit on the ``fit`` rows); skipped, with a log line, without those tables;
+* ``retrieval:svd_before`` — the same SVD fit on the rows before the period (as ALS is), so that
+  the feature job's ``fit`` rows are not the only difference with the models fit on more rows;
 * ``retrieval:als`` — Spark ML implicit ALS fit on the rows before the period.
 
 Every list is cut by the same exact blocked top-K (:mod:`relisten_spark.retrieval.nearest`).
@@ -58,7 +60,8 @@ KS = (10, 20, 100, 200)
 EVENT_K = 200
 RETRIEVER = "retriever"
 POPULARITY, SVD, ALS = "retrieval:popularity", "retrieval:svd", "retrieval:als"
-BASE_MODELS = (RETRIEVER, POPULARITY, SVD, ALS)
+SVD_BEFORE = "retrieval:svd_before"
+BASE_MODELS = (RETRIEVER, POPULARITY, SVD, SVD_BEFORE, ALS)
 STAGE1, STAGE2 = "retriever:stage1", "retriever:stage2"
 MODELS = (*BASE_MODELS, STAGE1, STAGE2)
 SPLIT = "eval"
@@ -121,6 +124,10 @@ def model_lists(
         out[SVD] = with_fallback(factor_lists(users, items, hold, str(work / "svd"), k, block), popular)
     except InputError as exc:
         log.info("retrieval evaluation: no SVD baseline (%s)", exc)
+    users, items = baselines.svd_fit_vectors(hold.before, cfg.features)
+    out[SVD_BEFORE] = with_fallback(
+        factor_lists(users, items, hold, str(work / "svd_before"), k, block), popular
+    )
     users, items = als.als_vectors(hold.before)
     out[ALS] = with_fallback(factor_lists(users, items, hold, str(work / "als"), k, block), popular)
     return out

@@ -92,6 +92,20 @@ def test_svd_vectors_leave_out_members_without_factors(spark: Any, tmp_path: Pat
     assert items.count() == 2
 
 
+def test_svd_fit_vectors_factorise_the_rows_given(spark: Any) -> None:
+    """At full rank, users ``U diag(s)`` times items ``V`` give back the binary user x song matrix
+    of the rows, keyed by the raw ids (a repeated pair counts once)."""
+    pairs = [("u1", "s1"), ("u1", "s2"), ("u1", "s2"), ("u2", "s2"), ("u2", "s3"), ("u3", "s4"), ("u3", "s1")]
+    rows = spark.createDataFrame(pairs, "msno string, song_id string")
+    users, items = baselines.svd_fit_vectors(rows, load_config(None, ["features.svd_song_k=3"]).features)
+    u = {r["msno"]: np.array(r["vector"]) for r in users.collect()}
+    v = {r["song_id"]: np.array(r["vector"]) for r in items.collect()}
+    assert (sorted(u), sorted(v)) == (["u1", "u2", "u3"], ["s1", "s2", "s3", "s4"])
+    for user in u:
+        for song in v:
+            assert float(u[user] @ v[song]) == pytest.approx(float((user, song) in pairs), abs=1e-5)
+
+
 @pytest.mark.slow  # ALS, torch in the Python workers and a dozen Spark jobs: about a minute
 def test_a_user_without_a_vector_gets_the_popularity_list_from_every_model(
     spark: Any, tmp_path: Path
@@ -126,7 +140,7 @@ def test_a_user_without_a_vector_gets_the_popularity_list_from_every_model(
     popular = got[quality.POPULARITY]
     assert set(popular) == {"u1", "u2", "u3", "u9"}
     assert set(popular["u9"][:2]) == {"s1", "s2"}  # the most played songs before the period (3 plays each)
-    for model in (quality.RETRIEVER, quality.SVD, quality.ALS):
+    for model in (quality.RETRIEVER, quality.SVD, quality.SVD_BEFORE, quality.ALS):
         assert set(got[model]) == set(popular), model
         assert got[model]["u9"] == popular["u9"], model
     assert got[quality.SVD]["u3"] == popular["u3"]
@@ -152,7 +166,8 @@ def test_evaluate_retriever_writes_the_models_metrics(spark: Any, tmp_path: Path
     got = {(r["model"], r["metric"]): r["value"] for r in rows if r["split"] == "eval"}
     assert got[("lightgbm", "roc_auc")] == 0.7  # other rows stay
     models = {m for m, _ in got} - {"lightgbm"}
-    assert models == {quality.RETRIEVER, quality.POPULARITY, quality.ALS}  # no SVD tables: no SVD
+    # no SVD tables: no feature-job SVD; the SVD of the rows before the period needs none
+    assert models == {quality.RETRIEVER, quality.POPULARITY, quality.SVD_BEFORE, quality.ALS}
     for model in models:
         for metric in ("hr@10", "ndcg@10", "recall@200", "hr@200", "event_recall@200"):
             assert 0.0 <= got[(model, metric)] <= 1.0
