@@ -17,7 +17,7 @@ from pyspark.sql import functions as F
 from relisten_spark import lake
 from relisten_spark.errors import InputError
 from relisten_spark.features.columns import require_columns
-from relisten_spark.features.svd import randomized_svd
+from relisten_spark.features.svd import randomized_svd, session_buckets
 
 SVD_TABLES = ("svd_member", "svd_song", "svd_member_artist", "svd_artist", "svd_values")
 
@@ -108,11 +108,10 @@ def fit_svd_factors(
     require_columns(ev, ["msno", "song_id"], "fit_svd_factors")
     require_columns(song_artist, ["song_id", "artist_name"], "fit_svd_factors (song_artist)")
     fit = ev if fit_mask is None else ev.where(fit_mask)
-    buckets = int(spark.conf.get("spark.sql.shuffle.partitions") or "8")
     options = {
         "oversample": oversample,
         "power_iters": power_iters,
-        "buckets": buckets,
+        "buckets": session_buckets(spark),
         "local_max_nnz": local_max_nnz,
     }
     songs = randomized_svd(song_entries(fit), k_song, seed=seed, name="user_song", **options)

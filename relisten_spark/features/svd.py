@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from scipy import sparse
 from scipy.sparse.linalg import svds
@@ -307,6 +307,12 @@ class _Basis:
     width: int
     change: np.ndarray
     y_sum: np.ndarray
+
+
+def session_buckets(spark: SparkSession) -> int:
+    """The buckets a factorisation splits its work into: ``spark.sql.shuffle.partitions``
+    (8 when unset)."""
+    return int(spark.conf.get("spark.sql.shuffle.partitions") or "8")
 
 
 def randomized_svd(

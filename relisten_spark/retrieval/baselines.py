@@ -25,7 +25,7 @@ from pyspark.sql import functions as F
 from relisten_spark.config import FeaturesConfig
 from relisten_spark.errors import InputError
 from relisten_spark.features.embeddings import read_svd_table, song_entries
-from relisten_spark.features.svd import randomized_svd
+from relisten_spark.features.svd import randomized_svd, session_buckets
 from relisten_spark.retrieval.sequences import dense_index
 from relisten_spark.runtime import checkpoint
 
@@ -106,14 +106,13 @@ def svd_fit_vectors(rows: DataFrame, features: FeaturesConfig) -> tuple[DataFram
         .join(items, "song_id")
         .select(F.col("_user").alias("msno"), F.col("_item").alias("song_id"))
     )
-    buckets = int(rows.sparkSession.conf.get("spark.sql.shuffle.partitions") or "8")
     svd = randomized_svd(
         song_entries(coded),
         features.svd_song_k,
         features.svd_oversample,
         features.svd_power_iters,
         features.seed,
-        buckets,
+        session_buckets(rows.sparkSession),
         "user_song (rows before the period)",
         features.svd_local_max_nnz,
     )
