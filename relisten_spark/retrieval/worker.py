@@ -253,8 +253,10 @@ def _train(job: RetrieverJob, rank: int, state: dict[str, str]) -> str:
         state["stage"] = f"training epoch {epoch}"
         t.train.set_epoch(epoch)
         loss_sum, positions, sequences, seconds = _all_ranks(_train_epoch(t, job, device), device)
-        state["stage"] = f"validating epoch {epoch}"
-        val = validate(t.model, job, rank, world, device) if validating else {}
+        val: dict[str, float] = {}
+        if validating:
+            state["stage"] = f"validating epoch {epoch}"
+            val = validate(t.model, job, rank, world, device)
         rate = sequences / seconds if seconds > 0 else float("nan")
         entry = {"epoch": epoch, "loss": loss_sum / max(positions, 1), **val, "sequences_per_s": rate}
         history.epochs.append({**entry, "seconds": seconds})
@@ -273,6 +275,7 @@ def _train(job: RetrieverJob, rank: int, state: dict[str, str]) -> str:
                 rate / world,
                 seconds,
             )
+        # without validation the score is the epoch itself: the last epoch is the best one
         if history.stop_after(epoch, val[job.params.stop_on] if validating else epoch, t.model):
             break
     history.finish(t.model, started, world, device)
