@@ -6,12 +6,13 @@ exact blocked top-K, with the same heard exclusion, as the retriever):
 
 * popularity — every user ``[1]``, every song ``[plays]`` (its events in the rows given);
 * SVD nearest songs — ``U diag(s)`` and ``V`` of the user x song SVD of the feature job (the
-  candidates of today's scoring path, :mod:`relisten_spark.scoring.candidates`); a member
+  scoring path's candidates without silver.candidates, :mod:`relisten_spark.scoring.candidates`); a member
   without rows in the SVD's fit has no vector (the feature job writes zeros for one, whose
   "list" would only be the order the top-K scans tied songs in);
 * SVD of the rows given (:func:`svd_fit_vectors`) — the same factorisation as the feature job's
-  (binary user x song matrix, same rank and solver), fit on the rows before the eval period as
-  ALS is, rather than on the feature job's ``fit`` rows;
+  (binary user x song matrix, same rank and solver), fit on the rows given as ALS is (the rows
+  before the eval period; the whole log for ``relisten candidates``' ``svd`` source), rather
+  than on the feature job's ``fit`` rows;
 * ALS — Spark ML's implicit ALS (:mod:`relisten_spark.retrieval.als`).
 """
 

@@ -8,7 +8,9 @@ every song for every user of ``bronze.events`` from the whole log by the exact b
   stage 2) when it is newer than the pretrained one (``train-retriever``, stage 1);
   ``retriever.candidates_stage`` pins a stage; user vectors from each user's last
   ``retriever.max_len`` events;
-* ``svd`` — the SVD nearest songs (``U diag(s) V^T`` of the serving factors of ``features``);
+* ``svd`` — the SVD nearest songs: ``U diag(s) V^T`` of the feature job's user x song SVD (its
+  rank, sketch and solver) fit on the whole log, as ALS is (the ``features`` factors stop at the
+  training cutoff: they would miss the latest listens and every user who came after it);
 * ``als`` — Spark ML implicit ALS fit on the log;
 * ``popular`` — songs by plays.
 
@@ -95,7 +97,7 @@ def source_lists(
             lists[source] = nearest.retriever_top_k(inputs, cfg.models.root, folder.name, k, block)
             continue
         if source == "svd":
-            user_vectors, items = baselines.svd_vectors(spark, cfg.lake.root, cfg.scoring.profile)
+            user_vectors, items = baselines.svd_fit_vectors(events, cfg.features)
         elif source == "als":
             user_vectors, items = als.als_vectors(events)
         else:

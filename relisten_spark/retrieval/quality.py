@@ -8,10 +8,12 @@ from data before the ``eval`` period:
   events before the period (the model itself trained on the ``fit`` rows, or with
   ``retriever.refit`` on the ``fit`` and ``calib`` rows);
 * ``retrieval:popularity`` — songs by their plays in the rows before the period;
-* ``retrieval:svd`` — the SVD nearest songs of today's scoring path (the feature job's serving
-  factors, fit on the ``fit`` rows); skipped, with a log line, without those tables;
+* ``retrieval:svd`` — the SVD nearest songs of the feature job's serving factors (fit on the
+  ``fit`` rows; the scoring path's fallback without silver.candidates); skipped, with a log line,
+  without those tables;
 * ``retrieval:svd_before`` — the same SVD fit on the rows before the period (as ALS is), so that
-  the feature job's ``fit`` rows are not the only difference with the models fit on more rows;
+  the feature job's ``fit`` rows are not the only difference with the models fit on more rows:
+  the ``svd`` source of ``relisten candidates``, which fits it on the whole log;
 * ``retrieval:als`` — Spark ML implicit ALS fit on the rows before the period.
 
 Every list is cut by the same exact blocked top-K (:mod:`relisten_spark.retrieval.nearest`).

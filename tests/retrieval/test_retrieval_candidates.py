@@ -188,6 +188,43 @@ def test_candidates_stage_writes_k_rows_per_user_atomically(spark: Any, tiny: tu
     assert sorted(dates) == ["2026-11-23", "2026-11-24"]
 
 
+def test_svd_source_is_the_svd_of_the_whole_log(spark: Any, tiny: tuple[Config, str]) -> None:
+    """The ``svd`` source factorises every row of the log (the tiny lake has no feature-job SVD
+    tables to read): each user's songs are the top unheard songs of the rank-2 ``U diag(s) V^T``
+    of the binary user x song matrix, u4 (seen only in the test rows) included."""
+    from retrieval_fixtures import TEST, TRAIN
+
+    base, _ = tiny
+    cfg = base.model_copy(
+        update={
+            "scoring": base.scoring.model_copy(update={"candidate_sources": {"svd": 3}}),
+            "features": base.features.model_copy(update={"svd_song_k": 2}),
+        }
+    )
+    candidates.run(spark, cfg)
+    users = sorted({r[1] for r in TRAIN + TEST})
+    songs = sorted({r[2] for r in TRAIN + TEST})
+    played = np.zeros((len(users), len(songs)))
+    for _, msno, song, *_ in TRAIN + TEST:
+        played[users.index(msno), songs.index(song)] = 1
+    u, s, vt = np.linalg.svd(played)
+    approx = (u[:, :2] * s[:2]) @ vt[:2]
+    got: dict[str, list[tuple[str, float]]] = {}
+    stored = candidates.read_candidates(spark, cfg, "2026-11-23")
+    assert stored is not None
+    for r in stored.orderBy("rank").collect():
+        assert r["source"] == "svd"
+        got.setdefault(r["msno"], []).append((r["song_id"], r["score"]))
+    assert set(got) == {"u2", "u3", "u4", "u5"}  # u1 heard every song
+    for msno, rows in got.items():
+        i = users.index(msno)
+        best = sorted((approx[i, j] for j in range(len(songs)) if not played[i, j]), reverse=True)[:3]
+        assert [score for _, score in rows] == pytest.approx(best, abs=1e-4)
+        for song, score in rows:
+            assert not played[i, songs.index(song)]
+            assert score == pytest.approx(approx[i, songs.index(song)], abs=1e-4)
+
+
 @pytest.mark.slow
 def test_score_draws_its_pool_from_silver_candidates(spark: Any, tiny: tuple[Config, str]) -> None:
     from relisten_spark.features.bronze import read_bronze
