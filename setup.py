@@ -25,7 +25,9 @@ INSTALL_REQUIRES = [
 ]
 
 EXTRAS_REQUIRE = {
-    "local": ["pyspark==4.1.4"],
+    # a local install also pins the numeric stack the ranges above leave open (a cluster keeps
+    # its runtime's), so that a fresh `make install` computes with what the figures were taken on
+    "local": ["pyspark==4.1.4", "numpy==2.4.6", "scipy==1.17.1", "pandas==2.3.3", "pyarrow==25.0.1"],
     "torch": ["torch==2.13.0"],
     # duckdb and polars: only the test that runs TABLES.md's reading examples uses them
     "dev": ["pytest>=8", "ruff>=0.6", "mypy==2.4.1", "duckdb==2.0.1", "polars==2.1.0"],
