@@ -96,10 +96,10 @@ def svd_vectors(spark: SparkSession, root: str, profile: str) -> tuple[DataFrame
     return users, items
 
 
-def svd_fit_vectors(rows: DataFrame, features: FeaturesConfig) -> tuple[DataFrame, DataFrame]:
+def svd_fit_vectors(rows: DataFrame, features: FeaturesConfig, rows_name: str) -> tuple[DataFrame, DataFrame]:
     """(users ``U diag(s)``, items ``V``), materialised, of the binary user x song SVD of ``rows``
     ``[msno, song_id, ...]``, with the feature job's rank, sketch and solver settings
-    (``features.*``)."""
+    (``features.*``); ``rows_name`` says in its log lines which rows these are."""
     users = dense_index(rows, "msno", "_user", start=0)
     items = dense_index(rows, "song_id", "_item", start=0)
     coded = (
@@ -114,7 +114,7 @@ def svd_fit_vectors(rows: DataFrame, features: FeaturesConfig) -> tuple[DataFram
         features.svd_power_iters,
         features.seed,
         session_buckets(rows.sparkSession),
-        "user_song (rows before the period)",
+        f"user_song ({rows_name})",
         features.svd_local_max_nnz,
     )
     scale = F.array(*[F.lit(float(v)) for v in svd.values])

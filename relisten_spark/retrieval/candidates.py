@@ -97,7 +97,7 @@ def source_lists(
             lists[source] = nearest.retriever_top_k(inputs, cfg.models.root, folder.name, k, block)
             continue
         if source == "svd":
-            user_vectors, items = baselines.svd_fit_vectors(events, cfg.features)
+            user_vectors, items = baselines.svd_fit_vectors(events, cfg.features, "the whole log")
         elif source == "als":
             user_vectors, items = als.als_vectors(events)
         else:

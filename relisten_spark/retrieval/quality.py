@@ -126,7 +126,7 @@ def model_lists(
         out[SVD] = with_fallback(factor_lists(users, items, hold, str(work / "svd"), k, block), popular)
     except InputError as exc:
         log.info("retrieval evaluation: no SVD baseline (%s)", exc)
-    users, items = baselines.svd_fit_vectors(hold.before, cfg.features)
+    users, items = baselines.svd_fit_vectors(hold.before, cfg.features, "rows before the period")
     out[SVD_BEFORE] = with_fallback(
         factor_lists(users, items, hold, str(work / "svd_before"), k, block), popular
     )

@@ -97,7 +97,9 @@ def test_svd_fit_vectors_factorise_the_rows_given(spark: Any) -> None:
     of the rows, keyed by the raw ids (a repeated pair counts once)."""
     pairs = [("u1", "s1"), ("u1", "s2"), ("u1", "s2"), ("u2", "s2"), ("u2", "s3"), ("u3", "s4"), ("u3", "s1")]
     rows = spark.createDataFrame(pairs, "msno string, song_id string")
-    users, items = baselines.svd_fit_vectors(rows, load_config(None, ["features.svd_song_k=3"]).features)
+    users, items = baselines.svd_fit_vectors(
+        rows, load_config(None, ["features.svd_song_k=3"]).features, "the test rows"
+    )
     u = {r["msno"]: np.array(r["vector"]) for r in users.collect()}
     v = {r["song_id"]: np.array(r["vector"]) for r in items.collect()}
     assert (sorted(u), sorted(v)) == (["u1", "u2", "u3"], ["s1", "s2", "s3", "s4"])
