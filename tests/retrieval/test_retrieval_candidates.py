@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from retrieval_fixtures import save_tiny_retriever, write_bronze
+from retrieval_fixtures import TEST, TRAIN, save_tiny_retriever, write_bronze
 
 from relisten_spark import lake
 from relisten_spark.config import Config, load_config
@@ -192,8 +192,6 @@ def test_svd_source_is_the_svd_of_the_whole_log(spark: Any, tiny: tuple[Config, 
     """The ``svd`` source factorises every row of the log (the tiny lake has no feature-job SVD
     tables to read): each user's songs are the top unheard songs of the rank-2 ``U diag(s) V^T``
     of the binary user x song matrix, u4 (seen only in the test rows) included."""
-    from retrieval_fixtures import TEST, TRAIN
-
     base, _ = tiny
     cfg = base.model_copy(
         update={
