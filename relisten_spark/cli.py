@@ -251,6 +251,17 @@ def _stage_fn(command: str) -> Callable[..., dict[str, Any]]:
     return module.run
 
 
+def java_release(version_output: str) -> tuple[str, str]:
+    """``(major, line)`` from ``java -version``'s output: the line that names the version (a JVM
+    prints ``Picked up JAVA_TOOL_OPTIONS: ...`` and ``_JAVA_OPTIONS`` lines before it); ``("",
+    first line)`` when no line does."""
+    lines = version_output.splitlines()
+    for line in lines:
+        if ' version "' in line:
+            return line.split('"')[1].split(".")[0], line
+    return "", lines[0] if lines else ""
+
+
 def check_java() -> None:
     """Spark needs Java 17 or 21; stop with one line saying how to get it."""
     if shutil.which("java") is None:
@@ -258,10 +269,9 @@ def check_java() -> None:
             "Java not found: install Java 17 (e.g. `apt-get install openjdk-17-jre-headless`)"
         )
     out = subprocess.run(["java", "-version"], capture_output=True, text=True, check=False).stderr
-    first = out.splitlines()[0] if out else ""
-    major = first.split('"')[1].split(".")[0] if '"' in first else ""
+    major, line = java_release(out)
     if major not in {"17", "21"}:
-        raise RelistenError(f"Spark 4 needs Java 17 or 21, found: {first or 'unknown'} (install openjdk-17)")
+        raise RelistenError(f"Spark 4 needs Java 17 or 21, found: {line or 'unknown'} (install openjdk-17)")
 
 
 # stages that run once per feature profile in a pipeline, and the config key they read it from

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from relisten_spark.cli import COMMANDS
+from relisten_spark.cli import COMMANDS, check_java, java_release
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,6 +44,16 @@ def test_missing_java_is_one_line(tmp_path: Path) -> None:
     assert out.returncode == 2
     assert len(out.stderr.strip().splitlines()) == 1
     assert "Java not found: install Java 17" in out.stderr
+
+
+def test_java_options_printed_before_the_version_are_no_wrong_java(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A JVM prints ``Picked up JAVA_TOOL_OPTIONS: ...`` before its version line."""
+    monkeypatch.setenv("JAVA_TOOL_OPTIONS", "-Drelisten.test=1")
+    check_java()  # the machine's Java 17 or 21, read past the "Picked up" line
+    picked = 'Picked up _JAVA_OPTIONS: -Xmx1g\nopenjdk version "21.0.2" 2024-01-16\nOpenJDK Runtime'
+    assert java_release(picked) == ("21", 'openjdk version "21.0.2" 2024-01-16')
+    assert java_release('java version "1.8.0_402"\n') == ("1", 'java version "1.8.0_402"')
+    assert java_release("Error: could not create the VM\n") == ("", "Error: could not create the VM")
 
 
 def test_pipeline_plan_runs_profile_stages_per_profile() -> None:
