@@ -4,6 +4,7 @@ partition write, and ``relisten score`` drawing from silver.candidates."""
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -107,7 +108,8 @@ def test_mix_of_one_source_is_its_list_cut_at_k(spark: Any) -> None:
 
 
 @pytest.fixture(scope="module")
-def tiny(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Config, str]:
+def tiny_lake(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> Config:
+    """The tiny log's bronze tables (all the ``svd`` source reads)."""
     base = tmp_path_factory.mktemp("cands")
     cfg = load_config(
         None,
@@ -121,8 +123,14 @@ def tiny(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Config, 
         ],
     )
     write_bronze(spark, cfg)
-    seqs = write_sequences(spark, cfg, base / "work")
-    return cfg, save_tiny_retriever(cfg.models.root, seqs)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def tiny(spark: Any, tiny_lake: Config) -> tuple[Config, str]:
+    """``tiny_lake`` and a tiny retriever version over its sequences."""
+    seqs = write_sequences(spark, tiny_lake, Path(tiny_lake.lake.root).parent / "work")
+    return tiny_lake, save_tiny_retriever(tiny_lake.models.root, seqs)
 
 
 @pytest.mark.slow
@@ -188,15 +196,14 @@ def test_candidates_stage_writes_k_rows_per_user_atomically(spark: Any, tiny: tu
     assert sorted(dates) == ["2026-11-23", "2026-11-24"]
 
 
-def test_svd_source_is_the_svd_of_the_whole_log(spark: Any, tiny: tuple[Config, str]) -> None:
+def test_svd_source_is_the_svd_of_the_whole_log(spark: Any, tiny_lake: Config) -> None:
     """The ``svd`` source factorises every row of the log (the tiny lake has no feature-job SVD
     tables to read): each user's songs are the top unheard songs of the rank-2 ``U diag(s) V^T``
     of the binary user x song matrix, u4 (seen only in the test rows) included."""
-    base, _ = tiny
-    cfg = base.model_copy(
+    cfg = tiny_lake.model_copy(
         update={
-            "scoring": base.scoring.model_copy(update={"candidate_sources": {"svd": 3}}),
-            "features": base.features.model_copy(update={"svd_song_k": 2}),
+            "scoring": tiny_lake.scoring.model_copy(update={"candidate_sources": {"svd": 3}}),
+            "features": tiny_lake.features.model_copy(update={"svd_song_k": 2}),
         }
     )
     candidates.run(spark, cfg)
