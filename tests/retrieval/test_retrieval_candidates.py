@@ -4,7 +4,6 @@ partition write, and ``relisten score`` drawing from silver.candidates."""
 from __future__ import annotations
 
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -127,9 +126,9 @@ def tiny_lake(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> Config:
 
 
 @pytest.fixture(scope="module")
-def tiny(spark: Any, tiny_lake: Config) -> tuple[Config, str]:
+def tiny(spark: Any, tiny_lake: Config, tmp_path_factory: pytest.TempPathFactory) -> tuple[Config, str]:
     """``tiny_lake`` and a tiny retriever version over its sequences."""
-    seqs = write_sequences(spark, tiny_lake, Path(tiny_lake.lake.root).parent / "work")
+    seqs = write_sequences(spark, tiny_lake, tmp_path_factory.mktemp("cands_work"))
     return tiny_lake, save_tiny_retriever(tiny_lake.models.root, seqs)
 
 
