@@ -156,10 +156,39 @@ class Retriever(nn.Module):
     ) -> torch.Tensor:
         """Outputs ``[B, L, width]`` of left-padded token ``[B, L]`` int64 tensors (L <= max_len),
         the bias coordinate's constant 1 last when the model has one; with ``last_only`` the last
-        position's ``[B, 1, width]`` (the last block computes no other query)."""
+        position's ``[B, 1, width]`` (the last block computes no other query).
+
+        The rows are encoded in groups of similar length (:func:`length_groups`), each group
+        without the padding columns all its rows share: a row's outputs do not depend on its
+        padding, so only the cost changes (a batch of mixed lengths is mostly padding). The
+        outputs at positions left of a row's group width are zeros (padding: no consumer reads
+        them)."""
         length = items.shape[1]
         if length > self.hyper.max_len:
             raise ValueError(f"sequence length {length} is over max_len {self.hyper.max_len}")
+        tokens = (items, artists, genres, languages, sources)
+        groups = length_groups(items)
+        if len(groups) == 1:
+            return self._encode(*(t[:, length - groups[0][1] :] for t in tokens), last_only=last_only)
+        pieces = []
+        for rows, width in groups:
+            out = self._encode(*(t[rows, length - width :] for t in tokens), last_only=last_only)
+            pieces.append(nnf.pad(out, (0, 0, (1 if last_only else length) - out.shape[1], 0)))
+        order = torch.cat([rows for rows, _ in groups]).argsort()
+        return torch.cat(pieces)[order]
+
+    def _encode(
+        self,
+        items: torch.Tensor,
+        artists: torch.Tensor,
+        genres: torch.Tensor,
+        languages: torch.Tensor,
+        sources: torch.Tensor,
+        *,
+        last_only: bool,
+    ) -> torch.Tensor:
+        """:meth:`encode` of one batch as it is (every column computed)."""
+        length = items.shape[1]
         valid = items > 0
         positions = torch.arange(self.hyper.max_len - length, self.hyper.max_len, device=items.device)
         x = (
@@ -187,6 +216,30 @@ class Retriever(nn.Module):
         """The user vectors ``[B, width]`` of the five token tensors (:meth:`encode`): the output at
         the last position."""
         return self.encode(*tokens, last_only=True)[:, -1]
+
+
+def length_groups(items: torch.Tensor) -> list[tuple[torch.Tensor, int]]:
+    """The rows of left-padded ``items`` ``[B, L]`` as ``(row indices, width)`` groups: rows
+    sorted by length (from the first non-padding column to the end; at least 1), longest first,
+    a new group starting where a length is at most half its group's ``width`` (its longest), so
+    that at most about half of a group's cells are padding.
+
+    >>> [(rows.tolist(), width) for rows, width in length_groups(torch.tensor(
+    ...     [[0, 0, 0, 4], [1, 2, 3, 4], [0, 0, 5, 6], [0, 7, 8, 9]]))]
+    [([1, 3], 4), ([2], 2), ([0], 1)]
+    """
+    width = items.shape[1]
+    real = items > 0
+    first = torch.where(real.any(1), real.int().argmax(1), width - 1)
+    lengths = (width - first).tolist()
+    order = sorted(range(len(lengths)), key=lambda row: -lengths[row])
+    groups: list[list[int]] = []
+    for row in order:
+        if not groups or 2 * lengths[row] <= lengths[groups[-1][0]]:
+            groups.append([])
+        groups[-1].append(row)
+    device = items.device
+    return [(torch.tensor(rows, device=device), lengths[rows[0]]) for rows in groups]
 
 
 def _init(module: nn.Module) -> None:

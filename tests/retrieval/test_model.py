@@ -147,3 +147,16 @@ def test_training_starts_the_bias_at_the_items_log_counts() -> None:
     before = {k: v.clone() for k, v in plain.state_dict().items()}
     plain.start_bias_at_popularity(counts, 0.5)
     assert all(torch.equal(before[k], v) for k, v in plain.state_dict().items())
+
+
+def test_a_batch_of_mixed_lengths_encodes_each_row_as_if_alone(model) -> None:
+    """The rows are encoded in length groups without their shared padding: every real position's
+    output equals the row's own encoding, whatever the others' lengths."""
+    rows = [[0] * (6 - n) + [1 + (2 * n + j) % 9 for j in range(n)] for n in (6, 1, 4, 2, 5, 3)]
+    batch = [torch.cat(parts) for parts in zip(*[_tokens(r) for r in rows], strict=True)]
+    with torch.no_grad():
+        outputs = model.encode(*batch)
+        for i, row in enumerate(rows):
+            n = sum(1 for item in row if item)
+            alone = model.encode(*_tokens(row[6 - n :]))[0]
+            assert torch.allclose(outputs[i, 6 - n :], alone, atol=1e-6)
