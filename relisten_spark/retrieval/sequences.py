@@ -46,6 +46,7 @@ from pyspark.sql import functions as F
 from relisten_spark import lake, splits
 from relisten_spark.config import Config
 from relisten_spark.errors import InputError
+from relisten_spark.runtime import Held, checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -304,14 +305,17 @@ def write_sequences(spark: SparkSession, cfg: Config, work_dir: str | Path) -> S
     root = str(work_dir).rstrip("/")
     max_len = cfg.retriever.max_len
     events, songs = read_inputs(spark, cfg)
-    parted = holdout_parts(events, cfg).persist()
+    held = Held()
     try:
-        items = item_table(events.where(F.col("song_id").isNotNull()), songs)
-        sources = dense_index(
-            events.select(source_token(events).alias("source_token")), "source_token", "source"
+        # materialised once: every table below reads them (the vocabularies are small, ``rows``
+        # is the log's train rows)
+        parted = held.persist(holdout_parts(events, cfg))
+        items = checkpoint(item_table(events.where(F.col("song_id").isNotNull()), songs))
+        sources = checkpoint(
+            dense_index(events.select(source_token(events).alias("source_token")), "source_token", "source")
         )
-        users = dense_index(parted, "msno", "user_index", start=0)
-        rows = encode_events(parted, items, sources).join(users, "msno")
+        users = checkpoint(dense_index(parted, "msno", "user_index", start=0))
+        rows = checkpoint(encode_events(parted, items, sources).join(users, "msno"))
         n_users = users.count()
         files = max(1, -(-n_users // USERS_PER_FILE))
         fit = rows.where(F.col("part") == "fit")
@@ -335,7 +339,7 @@ def write_sequences(spark: SparkSession, cfg: Config, work_dir: str | Path) -> S
         _write(users.select("user_index", "msno"), f"{root}/users.parquet", 1)
         vocab = _vocab(items, sources, n_users, max_len)
     finally:
-        parted.unpersist()
+        held.release()
     Path(root).mkdir(parents=True, exist_ok=True)
     (Path(root) / VOCAB_FILE).write_text(json.dumps(vocab.to_dict(), indent=2), encoding="utf-8")
     log.info(
