@@ -14,7 +14,7 @@ import pytest
 from relisten_spark.config import load_config
 from relisten_spark.data.synthetic import generator
 from relisten_spark.runtime import PhaseTimer, heartbeat
-from relisten_spark.session import DATAFRAME_DEBUGGING
+from relisten_spark.session import DATAFRAME_DEBUGGING, LOCAL_PAGE_SIZE
 
 ROOT = Path(__file__).resolve().parents[1]
 LOG4J = ROOT / "conf" / "log4j2.properties"
@@ -44,6 +44,15 @@ def test_the_local_jvm_compiles_huge_generated_methods(spark) -> None:
     jvm = spark.sparkContext._jvm
     arguments = list(jvm.java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments())
     assert "-XX:-DontCompileHugeMethods" in arguments
+
+
+@pytest.mark.spark
+def test_the_local_memory_manager_hands_out_small_pages(spark) -> None:
+    """Every sort, aggregation and join buffer of a task holds at least a page: the running
+    memory manager uses LOCAL_PAGE_SIZE, not the 16-64 MB Spark derives from the heap."""
+    manager = spark.sparkContext._jsc.sc().env().memoryManager()
+    assert LOCAL_PAGE_SIZE == "4m"
+    assert manager.pageSizeBytes() == 4 * 2**20
 
 
 @pytest.mark.spark
