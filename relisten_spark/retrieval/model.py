@@ -169,25 +169,17 @@ class Retriever(nn.Module):
         tokens = (items, artists, genres, languages, sources)
         groups = length_groups(items)
         if len(groups) == 1:
-            return self._encode(*(t[:, length - groups[0][1] :] for t in tokens), last_only=last_only)
+            return self._encode(tuple(t[:, length - groups[0][1] :] for t in tokens), last_only)
         pieces = []
         for rows, width in groups:
-            out = self._encode(*(t[rows, length - width :] for t in tokens), last_only=last_only)
+            out = self._encode(tuple(t[rows, length - width :] for t in tokens), last_only)
             pieces.append(nnf.pad(out, (0, 0, (1 if last_only else length) - out.shape[1], 0)))
         order = torch.cat([rows for rows, _ in groups]).argsort()
         return torch.cat(pieces)[order]
 
-    def _encode(
-        self,
-        items: torch.Tensor,
-        artists: torch.Tensor,
-        genres: torch.Tensor,
-        languages: torch.Tensor,
-        sources: torch.Tensor,
-        *,
-        last_only: bool,
-    ) -> torch.Tensor:
-        """:meth:`encode` of one batch as it is (every column computed)."""
+    def _encode(self, tokens: tuple[torch.Tensor, ...], last_only: bool) -> torch.Tensor:
+        """:meth:`encode` of the five token tensors ``tokens`` as they are (every column computed)."""
+        items, artists, genres, languages, sources = tokens
         length = items.shape[1]
         valid = items > 0
         positions = torch.arange(self.hyper.max_len - length, self.hyper.max_len, device=items.device)
