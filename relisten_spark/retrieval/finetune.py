@@ -43,6 +43,7 @@ from relisten_spark.models import shards
 from relisten_spark.models.ddp import worker as ranks
 from relisten_spark.models.ddp.job import RankJob
 from relisten_spark.models.ddp.launch import run_ranks
+from relisten_spark.models.ddp.progress import batch_rows, with_progress
 from relisten_spark.retrieval import agreement, losses, nearest
 from relisten_spark.retrieval.job import (
     RetrieverParams,
@@ -242,12 +243,15 @@ def _step_loss(
     return loss
 
 
-def _train_epoch(t: _Tuning, job: FinetuneJob, device: torch.device) -> tuple[float, float, float]:
-    """One pass over this rank's share: loss sum (over batches' users), users, seconds."""
+def _train_epoch(
+    t: _Tuning, job: FinetuneJob, device: torch.device, progress: str | None
+) -> tuple[float, float, float]:
+    """One pass over this rank's share: loss sum (over batches' users), users, seconds (a
+    progress line about once a minute, labelled ``progress``; None: none)."""
     t.ddp.train()
     started = time.perf_counter()
     loss_sum, users = 0.0, 0
-    for batch in t.train:
+    for batch in with_progress(t.train, batch_rows, t.train.rows(), progress, "users"):
         loss = _step_loss(t, job, batch, device)
         t.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -301,7 +305,8 @@ def _train(job: FinetuneJob, rank: int, state: dict[str, str]) -> str:
     for epoch in range(job.params.epochs):
         state["stage"] = f"fine-tuning epoch {epoch}"
         t.train.set_epoch(epoch)
-        loss_sum, users, seconds = _train_epoch(t, job, device)
+        progress = f"fine-tuning epoch {epoch + 1}/{job.params.epochs}" if rank == 0 else None
+        loss_sum, users, seconds = _train_epoch(t, job, device, progress)
         (loss_sum, users), seconds = ranks.epoch_totals([loss_sum, users], seconds, device)
         state["stage"] = f"measuring epoch {epoch}"
         measured = measure_agreement(t.model, job, rank, world, device)

@@ -39,6 +39,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from relisten_spark.models import registry
+from relisten_spark.models.ddp.progress import batch_rows, with_progress
 from relisten_spark.models.ddp.worker import (
     History,
     backend,
@@ -155,12 +156,15 @@ def _step_loss(t: _Training, job: RetrieverJob, tokens: torch.Tensor) -> tuple[t
     return loss, len(positives)
 
 
-def _train_epoch(t: _Training, job: RetrieverJob, device: torch.device) -> tuple[float, float, float, float]:
-    """One pass over this rank's share: loss sum (over positions), positions, sequences, seconds."""
+def _train_epoch(
+    t: _Training, job: RetrieverJob, device: torch.device, progress: str | None
+) -> tuple[float, float, float, float]:
+    """One pass over this rank's share: loss sum (over positions), positions, sequences, seconds
+    (a progress line about once a minute, labelled ``progress``; None: none)."""
     t.ddp.train()
     started = time.perf_counter()
     loss_sum, positions, sequences = 0.0, 0, 0
-    for batch in t.train:
+    for batch in with_progress(t.train, batch_rows, t.train.rows(), progress, "sequences"):
         tokens = trim(batch["tokens"]).to(device).long()
         loss, n = _step_loss(t, job, tokens)
         t.optimizer.zero_grad(set_to_none=True)
@@ -252,7 +256,8 @@ def _train(job: RetrieverJob, rank: int, state: dict[str, str]) -> str:
     for epoch in range(job.params.epochs):
         state["stage"] = f"training epoch {epoch}"
         t.train.set_epoch(epoch)
-        loss_sum, positions, sequences, seconds = _all_ranks(_train_epoch(t, job, device), device)
+        progress = f"retriever epoch {epoch + 1}/{job.params.epochs}" if rank == 0 else None
+        loss_sum, positions, sequences, seconds = _all_ranks(_train_epoch(t, job, device, progress), device)
         val: dict[str, float] = {}
         if validating:
             state["stage"] = f"validating epoch {epoch}"

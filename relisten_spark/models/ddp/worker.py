@@ -35,6 +35,7 @@ from torch.nn.parallel import DistributedDataParallel
 from relisten_spark.models import nets, registry, shards
 from relisten_spark.models.ddp.inputs import LABEL
 from relisten_spark.models.ddp.job import TrainJob, TrainParams
+from relisten_spark.models.ddp.progress import batch_rows, with_progress
 
 log = logging.getLogger(__name__)
 
@@ -256,13 +257,16 @@ def _setup(job: TrainJob, p: TrainParams, rank: int, world: int, device: torch.d
     return _Training(model, ddp, optimizer, train, val, weights)
 
 
-def _train_epoch(t: _Training, device: torch.device) -> tuple[torch.Tensor, int, float, float]:
-    """One pass over this rank's fit share: the BCE loss sum, rows, seconds and CPU seconds."""
+def _train_epoch(
+    t: _Training, device: torch.device, progress: str | None
+) -> tuple[torch.Tensor, int, float, float]:
+    """One pass over this rank's fit share: the BCE loss sum, rows, seconds and CPU seconds (a
+    progress line about once a minute, labelled ``progress``; None: none)."""
     t.ddp.train()
     t0, cpu0 = time.perf_counter(), time.process_time()
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     rows = 0
-    for batch in t.train:
+    for batch in with_progress(t.train, batch_rows, t.train.rows(), progress, "rows"):
         cat, num = batch["cat"].to(device), batch["num"].to(device)
         label = batch["label"].to(device)
         logits = t.ddp(cat, num)
@@ -305,7 +309,8 @@ def _train_one(
         for group in t.optimizer.param_groups:
             group["lr"] = lr
         t.train.set_epoch(epoch)
-        loss_sum, rows, cpu_s, train_s = _all_ranks(*_train_epoch(t, device), device)
+        progress = f"{p.kind} epoch {epoch + 1}/{p.epochs}" if rank == 0 else None
+        loss_sum, rows, cpu_s, train_s = _all_ranks(*_train_epoch(t, device, progress), device)
         history.rows += rows
         history.train_s += train_s
         history.cpu_s += cpu_s
