@@ -19,7 +19,7 @@ Memory is bounded: a rank holds at most one row group plus a shuffle buffer of
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence, Sized
 from dataclasses import dataclass
 
 import numpy as np
@@ -219,7 +219,7 @@ class ShardStream(IterableDataset):
         held = 0
         for chunk in self._chunks():
             buffer.append(chunk)
-            held += _rows(chunk)
+            held += rows_of(chunk)
             if held >= self.shuffle_buffer_rows:
                 merged = _merge(buffer, rng if self.shuffle else None)
                 usable = held - held % self.batch_rows
@@ -236,14 +236,14 @@ class ShardStream(IterableDataset):
             yield {k: torch.from_numpy(np.ascontiguousarray(v[lo:hi])) for k, v in merged.items()}
 
 
-def _rows(chunk: dict[str, np.ndarray]) -> int:
-    """Rows of a chunk (every array of it has one row per table row)."""
+def rows_of(chunk: Mapping[str, Sized]) -> int:
+    """Rows of a chunk or batch of named arrays (every array of it has one row per table row)."""
     return len(next(iter(chunk.values())))
 
 
 def _merge(buffer: list[dict[str, np.ndarray]], rng: np.random.Generator | None) -> dict[str, np.ndarray]:
     merged = {k: np.concatenate([c[k] for c in buffer]) for k in buffer[0]}
     if rng is not None:
-        perm = rng.permutation(_rows(merged))
+        perm = rng.permutation(rows_of(merged))
         merged = {k: v[perm] for k, v in merged.items()}
     return merged

@@ -43,7 +43,7 @@ from relisten_spark.models import shards
 from relisten_spark.models.ddp import worker as ranks
 from relisten_spark.models.ddp.job import RankJob
 from relisten_spark.models.ddp.launch import run_ranks
-from relisten_spark.models.ddp.progress import batch_rows, with_progress
+from relisten_spark.models.ddp.progress import with_progress
 from relisten_spark.retrieval import agreement, losses, nearest
 from relisten_spark.retrieval.job import (
     RetrieverParams,
@@ -251,7 +251,7 @@ def _train_epoch(
     t.ddp.train()
     started = time.perf_counter()
     loss_sum, users = 0.0, 0
-    for batch in with_progress(t.train, batch_rows, t.train.rows(), progress, "users"):
+    for batch in with_progress(t.train, shards.rows_of, t.train.rows(), progress, "users"):
         loss = _step_loss(t, job, batch, device)
         t.optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -38,8 +38,8 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from relisten_spark.models import registry
-from relisten_spark.models.ddp.progress import batch_rows, with_progress
+from relisten_spark.models import registry, shards
+from relisten_spark.models.ddp.progress import with_progress
 from relisten_spark.models.ddp.worker import (
     History,
     backend,
@@ -164,7 +164,7 @@ def _train_epoch(
     t.ddp.train()
     started = time.perf_counter()
     loss_sum, positions, sequences = 0.0, 0, 0
-    for batch in with_progress(t.train, batch_rows, t.train.rows(), progress, "sequences"):
+    for batch in with_progress(t.train, shards.rows_of, t.train.rows(), progress, "sequences"):
         tokens = trim(batch["tokens"]).to(device).long()
         loss, n = _step_loss(t, job, tokens)
         t.optimizer.zero_grad(set_to_none=True)

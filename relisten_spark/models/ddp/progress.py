@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
+from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
 log = logging.getLogger(__name__)
@@ -54,11 +54,6 @@ def with_progress(
                 unit,
                 _minutes(left),
             )
-
-
-def batch_rows(batch: Mapping[str, Sized]) -> int:
-    """Rows of a batch of named arrays (every array has one entry per row)."""
-    return len(next(iter(batch.values())))
 
 
 def _minutes(seconds: float) -> str:

@@ -35,7 +35,7 @@ from torch.nn.parallel import DistributedDataParallel
 from relisten_spark.models import nets, registry, shards
 from relisten_spark.models.ddp.inputs import LABEL
 from relisten_spark.models.ddp.job import TrainJob, TrainParams
-from relisten_spark.models.ddp.progress import batch_rows, with_progress
+from relisten_spark.models.ddp.progress import with_progress
 
 log = logging.getLogger(__name__)
 
@@ -266,7 +266,7 @@ def _train_epoch(
     t0, cpu0 = time.perf_counter(), time.process_time()
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     rows = 0
-    for batch in with_progress(t.train, batch_rows, t.train.rows(), progress, "rows"):
+    for batch in with_progress(t.train, shards.rows_of, t.train.rows(), progress, "rows"):
         cat, num = batch["cat"].to(device), batch["num"].to(device)
         label = batch["label"].to(device)
         logits = t.ddp(cat, num)
